@@ -1,0 +1,19 @@
+"""Versioned table schemas of the dataset folder, and their validation.
+
+Every table a stage writes is checked here first (`validate`), so a bad row never reaches disk. The schema name and
+version travel in the Parquet file metadata (``dvtr.schema`` = ``"clips/1"``), and readers refuse a file written by
+a newer major version.
+"""
+
+from __future__ import annotations
+
+from dvtr_data.schemas.tables import (
+    SCHEMA_METADATA_KEY,
+    TABLES,
+    TableSchema,
+    empty_table,
+    schema_of,
+    validate,
+)
+
+__all__ = ["SCHEMA_METADATA_KEY", "TABLES", "TableSchema", "empty_table", "schema_of", "validate"]
