@@ -1,3 +1,266 @@
-"""Placeholder; replaced below."""
-def main() -> None:
+"""The `dvtr-data` command line: thin commands over the library, behind one error boundary.
+
+Exit codes: 0 success; 1 finished but some items failed; 2 usage error; 3 input error; 4 dataset error;
+5 service error; 6 model error; 70 internal error (a bug); 130 interrupted. ``DVTR_DEBUG=1`` shows tracebacks.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from dvtr_data import __version__
+from dvtr_data.errors import EXIT_CODES, DvtrError, PartialFailure
+
+EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
+
+app = typer.Typer(
+    name="dvtr-data",
+    help="Build drone video-text retrieval datasets from raw flights, and score retrieval models on them.\n\n"
+    "Exit codes:\n\n" + EXIT_HELP,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    add_completion=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+# Shared options, declared once.
+DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder (created when missing).")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", "-j", help="Flights processed in parallel (default: CPU cores; 0 = in-process, for debugging)."),
+]
+
+
+def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The one error boundary: user errors become one line on stderr and a documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except DvtrError as exc:
+            if os.environ.get("DVTR_DEBUG"):
+                raise
+            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; run the same command again to resume", highlight=False)
+            raise typer.Exit(130) from None
+        except Exception as exc:
+            if os.environ.get("DVTR_DEBUG"):
+                raise
+            err.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+                "(re-run with DVTR_DEBUG=1 for the traceback, and please report it)",
+                markup=True,
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(70) from None
+
+    return wrapper
+
+
+def command(name: str | None = None, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return app.command(name, **kw)(_boundary(fn))
+
+    return deco
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"dvtr-data {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+) -> None:
     pass
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------
+@command("synth")
+def synth_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the videos, .SRT sidecars and truth JSON to.")],
+    preset: Annotated[str, typer.Option(help="tiny (tests), demo, or bench (1080p, 5+ minutes).")] = "demo",
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same files.")] = 0,
+    backdrop: Annotated[Path | None, typer.Option(help="Render over this aerial image (an orthophoto) instead of a procedural world.")] = None,
+) -> None:
+    """Generate simulated drone flights with known truth (cuts, objects, captions).
+
+    Example: [bold]dvtr-data synth flights/ --preset demo --seed 0[/]
+    """
+    from dvtr_data.synth import generate
+
+    with _progress() as bar:
+        task = bar.add_task("rendering", total=None)
+
+        def progress(name: str, done: int, total: int) -> None:
+            bar.update(task, description=f"rendering {name}", completed=done, total=total)
+
+        paths = generate(out_dir, preset=preset, seed=seed, backdrop=backdrop, progress=progress)
+    out.print(f"wrote {len(paths)} simulated flights to {out_dir}")
+    for p in paths:
+        out.print(f"  {p.name}")
+
+
+@command("ingest")
+def ingest_cmd(
+    flights: Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")],
+    dataset: DatasetOpt,
+    workers: WorkersOpt = None,
+    detector: Annotated[str, typer.Option(help="Shot detector: adaptive, content, hash, histogram, threshold.")] = "adaptive",
+    target: Annotated[float, typer.Option("--target", help="Target clip length in seconds.")] = 5.0,
+    min_len: Annotated[float, typer.Option("--min", help="Minimum clip length in seconds.")] = 2.0,
+    max_len: Annotated[float, typer.Option("--max", help="Maximum clip length in seconds.")] = 10.0,
+    tail: Annotated[str, typer.Option(help="A shot's short tail: merge (into the previous clip if it stays under --max, else drop), drop, keep.")] = "merge",
+    split_at_events: Annotated[bool, typer.Option("--split-at-events", help="Also split at telemetry events (hover start/stop, big yaw or altitude change).")] = False,
+    cut: Annotated[bool, typer.Option("--cut/--no-cut", help="Write clip files, or only the catalog (spans inside flights).")] = True,
+    cut_rejected: Annotated[bool, typer.Option("--cut-rejected", help="Also write files for clips that failed QC.")] = False,
+    max_height: Annotated[int, typer.Option(help="Cap of the clip files' short side in pixels (0: source size).")] = 720,
+    crf: Annotated[int, typer.Option(help="libx264 quality of clip files (lower is better).")] = 20,
+    preset: Annotated[str, typer.Option(help="libx264 preset of clip files.")] = "veryfast",
+    min_sharpness: Annotated[float, typer.Option(help="QC: reject clips blurrier than this (variance of the Laplacian).")] = 15.0,
+    stall_timeout: Annotated[float, typer.Option(help="Stop a flight's worker after this many seconds without progress (hung decoder).")] = 120.0,
+    force: Annotated[bool, typer.Option("--force", help="Re-ingest flights that are already up to date.")] = False,
+) -> None:
+    """Cut raw flights into clips: probe, shots, windows, QC, telemetry, frame-exact clip files.
+
+    Re-running skips flights already ingested with the same content and settings; a killed run resumes.
+
+    Example: [bold]dvtr-data ingest ~/flights/2026-06 --dataset my-dataset --workers 2[/]
+    """
+    from dvtr_data.cutting import EncoderSettings
+    from dvtr_data.ingest import IngestConfig, ingest
+    from dvtr_data.qc import QcThresholds
+    from dvtr_data.windows import WindowRule
+
+    config = IngestConfig(
+        detector=detector,
+        window=WindowRule(target, min_len, max_len, tail),  # type: ignore[arg-type]
+        split_at_events=split_at_events,
+        qc=QcThresholds(min_sharpness=min_sharpness),
+        cut=cut,
+        cut_rejected=cut_rejected,
+        encoder=EncoderSettings(crf=crf, preset=preset, max_height=max_height),
+    )
+    with _progress() as bar:
+        overall = bar.add_task("flights", total=None)
+        tasks: dict[int, Any] = {}
+
+        def on_flight(event: str, info: dict[str, Any]) -> None:
+            if event == "start":
+                bar.update(overall, total=info["total"], completed=info["skipped"])
+            elif event in ("done", "error", "skip"):
+                bar.advance(overall)
+            if event == "error":
+                bar.console.print(f"[red]failed:[/] {info['error']}", markup=True, highlight=False, soft_wrap=True)
+            elif event == "done":
+                for w in info.get("warnings") or []:
+                    bar.console.print(f"[yellow]warning:[/] {Path(info['path']).name}: {w}", markup=True, highlight=False, soft_wrap=True)
+
+        def on_progress(p: Any, src: Any) -> None:
+            if p.index not in tasks:
+                tasks[p.index] = bar.add_task(f"  {src.video.name}", total=p.total)
+            bar.update(tasks[p.index], completed=p.done, total=p.total)
+
+        report = ingest(flights, dataset, config, workers=workers, stall_timeout=stall_timeout, on_flight=on_flight, on_progress=on_progress, force=force)
+    for e in report.errors:
+        if not err.is_terminal:
+            err.print(f"failed: {e}", highlight=False, soft_wrap=True)
+    out.print(
+        f"ingested {report.flights_done} flight(s), skipped {report.flights_skipped} up to date, "
+        f"{report.flights_failed} failed; {report.clips_new} clip(s) written. Log: {report.log_path}",
+        highlight=False,
+    )
+    if not report.ok:
+        raise PartialFailure(f"{len(report.errors)} input(s) failed; see {report.log_path}")
+
+
+@command("info")
+def info_cmd(dataset: DatasetOpt) -> None:
+    """Print what a dataset holds: flights, clips, hours, QC verdicts and errors.
+
+    Example: [bold]dvtr-data info --dataset my-dataset[/]
+    """
+    from dvtr_data.dataset import Dataset
+    from dvtr_data.inventory import inventory
+
+    inv = inventory(Dataset(dataset))
+    print_inventory(inv)
+
+
+def print_inventory(inv: Any) -> None:
+    table = Table(title=f"dataset {inv.name} ({inv.root})", show_header=False)
+    table.add_row("flights", f"{inv.flights} ({inv.flights_failed} failed), {inv.flight_hours * 60:.1f} min of video")
+    table.add_row("clips", f"{inv.clips} ({inv.clips_with_file} with a file, {inv.clips_failed} failed), {inv.clip_hours * 60:.1f} min")
+    table.add_row("QC", ", ".join(f"{k} {v}" for k, v in sorted(inv.qc.items())) or "-")
+    if inv.qc_reasons:
+        table.add_row("rejected for", ", ".join(f"{k} {v}" for k, v in sorted(inv.qc_reasons.items())))
+    table.add_row("camera", ", ".join(f"{k} {v}" for k, v in sorted(inv.motion.items())) or "-")
+    table.add_row("clips with GPS", str(inv.with_telemetry))
+    table.add_row("tables", ", ".join(f"{k} {v} rows" for k, v in inv.tables.items()) or "-")
+    table.add_row("flight warnings", str(inv.warnings))
+    out.print(table)
+    for name, error in inv.flight_errors:
+        out.print(f"  failed flight {name}: {error}", highlight=False, soft_wrap=True)
+
+
+@command("demo")
+def demo_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the generated flights and the dataset.")] = Path("demo-data"),
+    seed: Annotated[int, typer.Option(help="Random seed of the simulated flights.")] = 0,
+) -> None:
+    """Run the whole flow on a generated sample of drone flights (what `make demo` runs).
+
+    Example: [bold]dvtr-data demo --out demo-data[/]
+    """
+    from dvtr_data.dataset import Dataset
+    from dvtr_data.demo import run_demo
+    from dvtr_data.inventory import inventory
+
+    def say(msg: str) -> None:
+        out.print(f"[bold cyan]==>[/] {msg}", highlight=False)
+
+    result = run_demo(out_dir, seed=seed, say=say)
+    print_inventory(inventory(Dataset(result.dataset)))
+    if result.failed:
+        raise PartialFailure(f"{result.failed} flight(s) failed in the demo")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Frame-exact clip files: re-encode each window as constant-frame-rate H.264 with PyAV's bundled libx264.
+
+Stream copy is not frame-exact (it can only cut at keyframes), and system ffmpeg is not required: PyAV ships its
+own. One decode pass serves every window of a flight, in order. Frames are numbered in decode order, the same
+numbering the scan pass used, so a clip holds exactly the frames ``[start_frame, end_frame)`` of its span.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from dvtr_data.dataset import atomic_path
+from dvtr_data.errors import InputError
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    """libx264 settings of clip files. ``max_height`` caps the clip size (the short side for portrait video)."""
+
+    crf: int = 20
+    preset: str = "veryfast"
+    max_height: int = 720
+    keyframes: int = 1  # JPEG keyframes per clip, evenly spaced (1 = the middle frame)
+    jpeg_quality: int = 90
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    clip_id: str
+    start_frame: int
+    end_frame: int
+    path: Path  # absolute path of the .mp4 to write
+    keyframe_paths: tuple[Path, ...]
+
+
+def output_size(width: int, height: int, max_height: int) -> tuple[int, int]:
+    """Display size after the cap (on the short side), both even as yuv420p requires."""
+    short = min(width, height)
+    scale = min(1.0, max_height / short) if max_height else 1.0
+    w = max(2, round(width * scale))
+    h = max(2, round(height * scale))
+    return w - w % 2, h - h % 2
+
+
+def keyframe_offsets(n_frames: int, count: int) -> list[int]:
+    if count <= 0 or n_frames <= 0:
+        return []
+    return sorted({min(n_frames - 1, int((k + 0.5) * n_frames / count)) for k in range(count)})
+
+
+def _rotate(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
+    if rotation == 0:
+        return frame
+    rgb = frame.to_ndarray(format="rgb24")
+    turned = np.ascontiguousarray(np.rot90(rgb, k=-(rotation // 90)))  # clockwise
+    return av.VideoFrame.from_ndarray(turned, format="rgb24")
+
+
+class _ClipWriter:
+    """One open output file; frames are appended in order and the file is renamed into place on close."""
+
+    def __init__(self, spec: ClipSpec, fps: Fraction, size: tuple[int, int], settings: EncoderSettings) -> None:
+        self.spec = spec
+        self.size = size
+        self._atomic = atomic_path(spec.path)
+        self.tmp = self._atomic.__enter__()
+        self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        self.stream = self.container.add_stream("libx264", rate=fps)
+        self.stream.width, self.stream.height = size
+        self.stream.pix_fmt = "yuv420p"
+        self.frame_tb = Fraction(1) / fps
+        self.stream.options = {"crf": str(settings.crf), "preset": settings.preset}
+        self.n = 0
+        self.key_at = {
+            spec.start_frame + off: path
+            for off, path in zip(keyframe_offsets(spec.end_frame - spec.start_frame, len(spec.keyframe_paths)), spec.keyframe_paths, strict=False)
+        }
+        self.quality = settings.jpeg_quality
+
+    def add(self, index: int, frame: av.VideoFrame) -> None:
+        out = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
+        out.pts = self.n
+        out.time_base = self.frame_tb
+        out.pict_type = av.video.frame.PictureType.NONE
+        for packet in self.stream.encode(out):
+            self.container.mux(packet)
+        self.n += 1
+        if index in self.key_at:
+            target = self.key_at[index]
+            with atomic_path(target) as tmp:
+                out.to_image().save(tmp, format="JPEG", quality=self.quality)
+
+    def close(self, ok: bool = True) -> None:
+        try:
+            if ok:
+                for packet in self.stream.encode(None):
+                    self.container.mux(packet)
+            self.container.close()
+        finally:
+            if ok:
+                self._atomic.__exit__(None, None, None)
+            else:
+                self._atomic.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+def cut_clips(
+    source: Path,
+    clips: list[ClipSpec],
+    fps: Fraction,
+    display_size: tuple[int, int],
+    rotation: int,
+    settings: EncoderSettings,
+    heartbeat: Callable[[int, int], None] | None = None,
+) -> tuple[dict[str, int], str | None]:
+    """Write every clip of one flight in one decode pass. Returns (clip_id -> frames written, decode error).
+
+    Clips must not overlap and are processed in frame order. A clip whose frames run out (truncated file) is
+    not written and is missing from the result.
+    """
+    if not clips:
+        return {}, None
+    clips = sorted(clips, key=lambda c: c.start_frame)
+    size = output_size(*display_size, settings.max_height)
+    last_needed = clips[-1].end_frame
+    written: dict[str, int] = {}
+    k = 0
+    current: _ClipWriter | None = None
+    i = 0
+    decode_error: str | None = None
+    try:
+        with av.open(str(source)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            frames = container.decode(stream)
+            while i < last_needed:
+                try:
+                    frame = next(frames)
+                except StopIteration:
+                    break
+                except av.FFmpegError as exc:  # truncated or corrupt: keep the clips already closed
+                    decode_error = f"decoding stopped at frame {i} ({' '.join(str(exc).split())[:160]})"
+                    break
+                while k < len(clips) and i >= clips[k].end_frame:
+                    k += 1
+                if k < len(clips) and i >= clips[k].start_frame:
+                    if current is None or current.spec is not clips[k]:
+                        current = _ClipWriter(clips[k], fps, size, settings)
+                    current.add(i, _rotate(frame, rotation))
+                    if i == clips[k].end_frame - 1:
+                        current.close()
+                        written[clips[k].clip_id] = current.n
+                        current = None
+                i += 1
+                if heartbeat is not None:
+                    heartbeat(i, last_needed)
+    except av.FFmpegError as exc:
+        raise InputError(f"{source}: cutting failed at frame {i} ({' '.join(str(exc).split())[:160]})") from exc
+    finally:
+        if current is not None:
+            current.close(ok=False)
+    if decode_error is None and len(written) < len(clips):
+        decode_error = f"the file ended at frame {i}, before the last clip's end"
+    return written, decode_error
+    return written
+
+
+def remove_stale_files(folder: Path, keep: set[Path]) -> int:
+    """Delete clip files and keyframes in ``folder`` that the latest run did not produce."""
+    removed = 0
+    if not folder.is_dir():
+        return 0
+    for entry in folder.iterdir():
+        if entry.is_file() and entry not in keep:
+            os.unlink(entry)
+            removed += 1
+    return removed

@@ -1,0 +1,519 @@
+"""`ingest`: raw flights -> ``flights.parquet``, ``clips.parquet`` and frame-exact clip files.
+
+Per flight (in a worker process, `ingest_flight`): hash, probe, one decode pass for shots and QC signals
+(`scan.py`), windows (`windows.py`), QC verdicts (`qc.py`), telemetry summaries, then one more decode pass that
+re-encodes the windows (`cutting.py`). The worker returns rows; it shares nothing with the parent.
+
+In the parent (`ingest`): discovery, resume, the executor, and the commit protocol that makes a killed run safe:
+each finished flight is committed as a part file under ``.work/ingest/`` (clips part first, flight part last,
+each written atomically), and the dataset tables are rebuilt from all parts. A flight whose part exists with the
+same file (path, size, mtime) and the same settings is skipped on the next run; anything else is redone, and a
+redone flight overwrites its own clip files (ids are deterministic) and removes files it no longer produces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dvtr_data import __version__
+from dvtr_data.cutting import ClipSpec, EncoderSettings, cut_clips, output_size, remove_stale_files
+from dvtr_data.dataset import Dataset, write_parquet
+from dvtr_data.discover import FlightSource, discover
+from dvtr_data.errors import InputError, UsageError
+from dvtr_data.executor import Executor, Outcome, Progress, make_executor
+from dvtr_data.probe import VideoProbe, probe_video, sha256_file
+from dvtr_data.qc import QcThresholds, assess
+from dvtr_data.runlog import RunLog
+from dvtr_data.scan import scan_flight
+from dvtr_data.schemas import schema_of, validate
+from dvtr_data.shots import DETECTORS, shots_from_cuts
+from dvtr_data.windows import WindowRule, make_windows
+
+PARTS_DIR = "ingest"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Every setting of the ingest stage; its hash decides whether an ingested flight is up to date."""
+
+    detector: str = "adaptive"
+    min_shot_s: float = 0.6
+    window: WindowRule = field(default_factory=WindowRule)
+    split_at_events: bool = False
+    qc: QcThresholds = field(default_factory=QcThresholds)
+    cut: bool = True
+    cut_rejected: bool = False
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+
+    def check(self) -> None:
+        if self.detector not in DETECTORS:
+            raise UsageError(f"unknown shot detector {self.detector!r}; choose from {', '.join(DETECTORS)}")
+        self.window.check()
+        self.qc.check()
+        if self.encoder.max_height and self.encoder.max_height < 16:
+            raise UsageError("--max-height must be at least 16 pixels")
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def settings_hash(self) -> str:
+        blob = json.dumps({"config": self.as_dict(), "schema": "clips/1"}, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class FlightJob:
+    """One unit of work: everything a worker needs, picklable."""
+
+    video: str
+    sidecar: str | None
+    dataset_root: str
+    config: IngestConfig
+    size_bytes: int
+    mtime_ns: int
+
+
+@dataclass
+class IngestReport:
+    flights_total: int = 0
+    flights_done: int = 0
+    flights_skipped: int = 0
+    flights_failed: int = 0
+    clips_new: int = 0
+    warnings: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    dataset: Path | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.flights_failed == 0 and not self.errors
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the stage function (runs in a worker)
+# --------------------------------------------------------------------------------------------------------------
+def flight_id_from_hash(content_hash: str) -> str:
+    return "f" + content_hash[:16]
+
+
+def clip_id_of(flight_id: str, start: int, end: int) -> str:
+    return f"{flight_id}-{start:07d}-{end:07d}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _flight_row(job: FlightJob, **values: Any) -> dict[str, Any]:
+    path = Path(job.video)
+    row: dict[str, Any] = {name: None for name in validate_columns("flights")}
+    row.update(
+        status="ok",
+        warnings=[],
+        source_path=str(path),
+        file_name=path.name,
+        size_bytes=job.size_bytes,
+        mtime_ns=job.mtime_ns,
+        telemetry_path=job.sidecar,
+        settings_hash=job.config.settings_hash(),
+        ingested_at=_now(),
+        location_private=False,
+    )
+    row.update(values)
+    return row
+
+
+def validate_columns(name: str) -> list[str]:
+    return schema_of(name).schema.names
+
+
+def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str]):
+    if not sidecar:
+        return None
+    try:
+        from dvtr_data.telemetry import parse_srt
+    except ImportError:  # telemetry support missing from this build
+        warnings.append("telemetry parser unavailable; sidecar ignored")
+        return None
+    try:
+        tel = parse_srt(Path(sidecar), fps=fps)
+    except Exception as exc:  # a malformed sidecar is a warning on the flight, never a failure
+        warnings.append(f"sidecar {Path(sidecar).name}: unreadable ({' '.join(str(exc).split())[:160]})")
+        return None
+    for w in tel.warnings[:5]:
+        warnings.append(f"sidecar {Path(sidecar).name}: {w}")
+    if not tel.cues:
+        warnings.append(f"sidecar {Path(sidecar).name}: no telemetry cues found")
+        return None
+    return tel
+
+
+def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Stage function: one flight in, ``{"flight": row, "clips": [rows]}`` out. Errors become the row's status."""
+    cfg = job.config
+    path = Path(job.video)
+    warnings: list[str] = []
+    try:
+        content_hash = sha256_file(path)
+    except OSError as exc:
+        reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
+        fid = "e" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+        return {"flight": _flight_row(job, flight_id=fid, status="error", error=f"{path}: cannot read the file ({reason})"), "clips": []}
+    flight_id = flight_id_from_hash(content_hash)
+    try:
+        probe = probe_video(path)
+    except InputError as exc:
+        return {"flight": _flight_row(job, flight_id=flight_id, content_hash=content_hash, status="error", error=str(exc)), "clips": []}
+
+    base = dict(
+        flight_id=flight_id,
+        content_hash=content_hash,
+        duration_s=probe.duration_s,
+        n_frames=probe.n_frames,
+        fps=probe.fps,
+        fps_variable=probe.fps_variable,
+        width=probe.width,
+        height=probe.height,
+        rotation=probe.rotation,
+        codec=probe.codec,
+        pix_fmt=probe.pix_fmt,
+        bit_rate=probe.bit_rate,
+        has_audio=probe.has_audio,
+        recorded_at=_parse_time(probe.creation_time),
+    )
+    if probe.fps_variable:
+        warnings.append("variable frame rate: clip times follow the source timestamps; clip files are re-timed to constant frame rate")
+    if probe.rotation:
+        warnings.append(f"rotated {probe.rotation} degrees: clip files are turned upright")
+    fps = probe.fps_fraction
+    total_work = probe.n_frames * (2 if cfg.cut else 1)
+
+    def beat_scan(done: int, total: int) -> None:
+        if heartbeat:
+            heartbeat(done, total_work)
+
+    try:
+        scan = scan_flight(path, fps, probe.n_frames, cfg.detector, cfg.min_shot_s, beat_scan)
+    except InputError as exc:
+        return {"flight": _flight_row(job, **base, status="error", error=str(exc), warnings=warnings), "clips": []}
+    if scan.decode_error:
+        warnings.append(f"{scan.decode_error}; the {scan.n_frames} frames before it were used (truncated file?)")
+    if scan.n_frames < 2:
+        return {
+            "flight": _flight_row(job, **{**base, "n_frames": scan.n_frames}, status="error", warnings=warnings,
+                                  error=f"{path}: only {scan.n_frames} decodable frame(s); too short to make a clip"),
+            "clips": [],
+        }
+    base["n_frames"] = scan.n_frames
+    base["duration_s"] = float(scan.times[-1] + 1.0 / float(fps))
+
+    tel = _load_telemetry(job.sidecar, probe.fps, warnings)
+    events: list[tuple[int, str]] = []
+    if tel is not None and cfg.split_at_events:
+        try:
+            from dvtr_data.telemetry import detect_events
+
+            for ev in detect_events(tel):
+                events.append((int(np.searchsorted(scan.times, ev.time_s)), ev.kind))
+        except Exception as exc:  # events are optional; never fail the flight for them
+            warnings.append(f"telemetry events unavailable ({exc})")
+
+    shots = shots_from_cuts(scan.cuts, scan.n_frames)
+    windows = make_windows(shots, fps, cfg.window, events, n_frames=scan.n_frames)
+    if not windows:
+        warnings.append(f"no clip: every shot is shorter than the minimum clip length ({cfg.window.min_s} s)")
+
+    clips_dir = Path(job.dataset_root) / "clips" / flight_id
+    rows: list[dict[str, Any]] = []
+    specs: list[ClipSpec] = []
+    for w in windows:
+        cid = clip_id_of(flight_id, w.start_frame, w.end_frame)
+        sel = slice(w.start_frame, w.end_frame)
+        sharp_sel = (scan.sharp_frames >= w.start_frame) & (scan.sharp_frames < w.end_frame)
+        q = assess(scan.motion[sel], scan.luma[sel], scan.dark[sel], scan.bright[sel], scan.sharpness[sharp_sel], cfg.qc)
+        start_s = float(scan.times[w.start_frame])
+        end_s = float(scan.times[w.end_frame]) if w.end_frame < scan.n_frames else base["duration_s"]
+        row = {name: None for name in validate_columns("clips")}
+        row.update(
+            clip_id=cid,
+            flight_id=flight_id,
+            status="ok",
+            shot_index=w.shot_index,
+            window_index=w.window_index,
+            start_frame=w.start_frame,
+            end_frame=w.end_frame,
+            start_s=start_s,
+            end_s=end_s,
+            duration_s=end_s - start_s,
+            split_reason=w.split_reason,
+            motion=q.motion,
+            motion_kind=q.motion_kind,
+            sharpness=None if np.isnan(q.sharpness) else q.sharpness,
+            exposure=q.exposure,
+            clipped_dark=q.clipped_dark,
+            clipped_bright=q.clipped_bright,
+            qc_verdict=q.verdict,
+            qc_reasons=q.reasons,
+            keyframe_paths=[],
+        )
+        if tel is not None:
+            _add_telemetry(row, tel, start_s, end_s)
+        rows.append(row)
+        if cfg.cut and (q.verdict == "pass" or cfg.cut_rejected):
+            keys = tuple(clips_dir / f"{cid}_k{k}.jpg" for k in range(cfg.encoder.keyframes))
+            specs.append(ClipSpec(cid, w.start_frame, w.end_frame, clips_dir / f"{cid}.mp4", keys))
+
+    if specs:
+        def beat_cut(done: int, total: int) -> None:
+            if heartbeat:
+                heartbeat(probe.n_frames + done, total_work)
+
+        written, cut_error = cut_clips(path, specs, fps, (probe.width, probe.height), probe.rotation, cfg.encoder, beat_cut)
+        out_w, out_h = output_size(probe.width, probe.height, cfg.encoder.max_height)
+        by_id = {s.clip_id: s for s in specs}
+        root = Path(job.dataset_root)
+        for row in rows:
+            spec = by_id.get(row["clip_id"])
+            if spec is None:
+                continue
+            n = written.get(spec.clip_id)
+            if n is None:
+                row.update(status="error", error=f"{path}: clip frames {spec.start_frame}-{spec.end_frame} not written: {cut_error}")
+                continue
+            row.update(
+                clip_path=str(spec.path.relative_to(root)),
+                keyframe_paths=[str(p.relative_to(root)) for p in spec.keyframe_paths if p.exists()],
+                fps=float(fps),
+                width=out_w,
+                height=out_h,
+                n_frames=n,
+            )
+    base["recorded_at"] = base["recorded_at"] or _tel_start(tel)
+    flight = _flight_row(
+        job,
+        **base,
+        warnings=warnings,
+        n_shots=len(shots),
+        n_clips=len(rows),
+        telemetry_format=getattr(tel, "layout", None),
+        telemetry_cues=len(tel.cues) if tel is not None else None,
+    )
+    return {"flight": flight, "clips": rows}
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _tel_start(tel: Any) -> datetime | None:
+    start = getattr(tel, "start_time", None) if tel is not None else None
+    if start is not None and start.tzinfo is None:
+        start = start.replace(tzinfo=UTC)  # DJI writes local time without a zone; recorded as given
+    return start
+
+
+def _add_telemetry(row: dict[str, Any], tel: Any, start_s: float, end_s: float) -> None:
+    from dvtr_data.telemetry import summarize
+
+    s = summarize(tel, start_s, end_s)
+    row.update(
+        lat=s.lat,
+        lon=s.lon,
+        altitude_m=s.altitude_m,
+        altitude_kind=s.altitude_kind,
+        gimbal_pitch=s.gimbal_pitch,
+        speed_mps=s.speed_mps,
+        telemetry_cues=s.n_cues,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the parent: resume, commit, merge
+# --------------------------------------------------------------------------------------------------------------
+class PartStore:
+    """Committed per-flight results under ``<dataset>/.work/ingest/``."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dir = dataset.work_dir / PARTS_DIR
+        self.dataset = dataset
+
+    def _paths(self, flight_id: str) -> tuple[Path, Path]:
+        return self.dir / f"{flight_id}.clips.parquet", self.dir / f"{flight_id}.flight.parquet"
+
+    def flights(self) -> list[dict[str, Any]]:
+        if not self.dir.is_dir():
+            return []
+        rows = []
+        for p in sorted(self.dir.glob("*.flight.parquet")):
+            rows.extend(pq.read_table(p).to_pylist())
+        return rows
+
+    def commit(self, result: dict[str, Any]) -> None:
+        flight = result["flight"]
+        clips_path, flight_path = self._paths(flight["flight_id"])
+        write_parquet(clips_path, validate("clips", result["clips"]))
+        write_parquet(flight_path, validate("flights", [flight]))  # last: its presence marks the commit
+
+    def drop(self, flight_id: str) -> None:
+        for p in reversed(self._paths(flight_id)):
+            p.unlink(missing_ok=True)
+
+    def merged(self) -> tuple[pa.Table, pa.Table]:
+        flights, clips = [], []
+        if self.dir.is_dir():
+            for fp in sorted(self.dir.glob("*.flight.parquet")):
+                cp = fp.with_name(fp.name.replace(".flight.parquet", ".clips.parquet"))
+                flights.append(pq.read_table(fp))
+                if cp.exists():
+                    clips.append(pq.read_table(cp))
+        f = pa.concat_tables(flights) if flights else None
+        c = pa.concat_tables(clips) if clips else None
+        return f, c
+
+
+def ingest(
+    inputs: list[Path],
+    dataset_dir: Path,
+    config: IngestConfig | None = None,
+    *,
+    workers: int | None = None,
+    executor: Executor | None = None,
+    stall_timeout: float = 120.0,
+    on_flight: Callable[[str, dict[str, Any]], None] | None = None,
+    on_progress: Callable[[Progress, FlightSource], None] | None = None,
+    force: bool = False,
+) -> IngestReport:
+    """Ingest flight videos (files or folders) into the dataset at ``dataset_dir``.
+
+    ``on_flight(event, info)`` is called in the parent for "start" (info: total), "skip", "done" and "error".
+    """
+    config = config or IngestConfig()
+    config.check()
+    sources, problems = discover([Path(p) for p in inputs])
+    if not sources and problems:
+        raise UsageError("; ".join(problems))
+    if not sources:
+        raise UsageError(f"no video files found in {', '.join(map(str, inputs))}")
+    dataset = Dataset(dataset_dir).create()
+    store = PartStore(dataset)
+    report = IngestReport(flights_total=len(sources), errors=list(problems), dataset=dataset.root)
+    settings = config.settings_hash()
+    log = RunLog(dataset.logs_dir, "ingest")
+    report.log_path = log.path
+    log.write("start", inputs=[str(p) for p in inputs], settings=config.as_dict(), settings_hash=settings, tool_version=__version__)
+    for problem in problems:
+        log.write("input_error", error=problem)
+
+    committed = {row["source_path"]: row for row in store.flights()}
+    jobs: list[FlightJob] = []
+    job_sources: list[FlightSource] = []
+    for src in sources:
+        try:
+            st = src.video.stat()
+        except OSError as exc:
+            st = None
+            log.write("stat_error", path=str(src.video), error=str(exc))
+        size, mtime = (st.st_size, st.st_mtime_ns) if st else (0, 0)
+        prev = committed.get(str(src.video))
+        if (
+            not force
+            and prev is not None
+            and prev["status"] == "ok"
+            and prev["settings_hash"] == settings
+            and prev["size_bytes"] == size
+            and prev["mtime_ns"] == mtime
+        ):
+            report.flights_skipped += 1
+            log.write("skip", path=str(src.video), flight_id=prev["flight_id"], reason="already ingested with these settings")
+            if on_flight:
+                on_flight("skip", {"path": str(src.video), "flight_id": prev["flight_id"]})
+            continue
+        jobs.append(FlightJob(str(src.video), str(src.sidecar) if src.sidecar else None, str(dataset.root), config, size, mtime))
+        job_sources.append(src)
+    if on_flight:
+        on_flight("start", {"total": len(sources), "todo": len(jobs), "skipped": report.flights_skipped})
+
+    executor = executor or make_executor(workers, stall_timeout)
+    seen_ids: dict[str, str] = {}
+    try:
+        for outcome in executor.run(
+            ingest_flight, jobs, (lambda p: on_progress(p, job_sources[p.index])) if on_progress else None
+        ):
+            result = _result_of(outcome)
+            flight = result["flight"]
+            fid = flight["flight_id"]
+            if fid in seen_ids and seen_ids[fid] != flight["source_path"]:
+                msg = f"{flight['source_path']}: same content as {seen_ids[fid]}; ingested once"
+                report.warnings.append(msg)
+                log.write("duplicate", path=flight["source_path"], flight_id=fid, same_as=seen_ids[fid])
+                report.flights_done += 1
+                continue
+            seen_ids[fid] = flight["source_path"]
+            # the same path may hold an older version of the file: drop that flight's part
+            old = committed.get(flight["source_path"])
+            if old is not None and old["flight_id"] != fid:
+                store.drop(old["flight_id"])
+                remove_stale_files(dataset.clips_dir / old["flight_id"], set())
+            store.commit(result)
+            keep = {dataset.root / r["clip_path"] for r in result["clips"] if r["clip_path"]}
+            keep |= {dataset.root / k for r in result["clips"] for k in (r["keyframe_paths"] or [])}
+            remove_stale_files(dataset.clips_dir / fid, keep)
+            if flight["status"] == "ok":
+                report.flights_done += 1
+                report.clips_new += len(result["clips"])
+                for w in flight["warnings"] or []:
+                    report.warnings.append(f"{flight['source_path']}: {w}")
+                log.write("done", path=flight["source_path"], flight_id=fid, clips=len(result["clips"]),
+                          shots=flight["n_shots"], warnings=flight["warnings"],
+                          clip_errors=[c["error"] for c in result["clips"] if c["status"] == "error"])
+                if on_flight:
+                    on_flight("done", {"path": flight["source_path"], "flight_id": fid, "clips": len(result["clips"]),
+                                       "warnings": flight["warnings"]})
+            else:
+                report.flights_failed += 1
+                report.errors.append(flight["error"])
+                log.write("error", path=flight["source_path"], flight_id=fid, error=flight["error"])
+                if on_flight:
+                    on_flight("error", {"path": flight["source_path"], "error": flight["error"]})
+        flights, clips = store.merged()
+        if flights is not None:
+            dataset.write_table("flights", flights)
+        if clips is not None:
+            dataset.write_table("clips", clips)
+        dataset.record_stage("ingest", {"settings": config.as_dict(), "settings_hash": settings})
+        log.write("summary", **{k: v for k, v in asdict(report).items() if k not in ("log_path", "dataset")})
+    finally:
+        log.close()
+    return report
+
+
+def _result_of(outcome: Outcome) -> dict[str, Any]:
+    """A worker's record, or an error row when the worker itself failed (crash, hang, bug)."""
+    if outcome.error is None:
+        return outcome.record
+    job: FlightJob = outcome.item
+    fid = "e" + hashlib.sha256(job.video.encode()).hexdigest()[:16]
+    try:
+        fid = flight_id_from_hash(sha256_file(Path(job.video)))
+    except OSError:
+        pass
+    return {"flight": _flight_row(job, flight_id=fid, status="error", error=f"{job.video}: {outcome.error}"), "clips": []}

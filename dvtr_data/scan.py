@@ -1,0 +1,136 @@
+"""One decode pass over a flight: shot cuts, per-frame QC signals and frame times, together.
+
+Decoding is the floor of ingest's cost, so everything that needs every frame shares this pass: the shot detector
+gets a ~256 px BGR frame (scaled by FFmpeg's swscale inside the decoder's output conversion, much cheaper than
+converting full frames in numpy), the QC signals are computed on that small frame's luma, and sharpness is sampled
+twice a second on the full-resolution luma plane (downscaled to about 640 px).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from dvtr_data.errors import InputError
+from dvtr_data.shots import CutFinder, detection_size
+
+SHARPNESS_WIDTH = 640
+SHARPNESS_PER_SECOND = 2.0
+
+
+@dataclass
+class FlightScan:
+    n_frames: int  # frames actually decoded
+    times: np.ndarray  # seconds from the first frame, per frame (from pts: exact for VFR)
+    cuts: list[int]  # frames that start a new shot
+    motion: np.ndarray  # mean |diff| of consecutive small grey frames (0 for frame 0)
+    luma: np.ndarray
+    dark: np.ndarray
+    bright: np.ndarray
+    sharp_frames: np.ndarray  # frame indices where sharpness was sampled
+    sharpness: np.ndarray
+    decode_error: str | None  # set when decoding stopped early (truncated file): frames before it are kept
+
+
+def _luma_plane(frame: av.VideoFrame) -> np.ndarray | None:
+    """The Y plane as a 2-D uint8 view (no copy) for 8-bit YUV frames; None for other formats."""
+    if not frame.format.name.startswith(("yuv", "yuvj", "nv12", "nv21")) or frame.format.name.endswith(("p10le", "p10be", "p12le")):
+        return None
+    plane = frame.planes[0]
+    buf = np.frombuffer(plane, dtype=np.uint8)
+    return buf.reshape(plane.height, plane.line_size)[:, : plane.width]
+
+
+def _laplacian_var(gray: np.ndarray) -> float:
+    h, w = gray.shape
+    if w > SHARPNESS_WIDTH:
+        gray = cv2.resize(gray, (SHARPNESS_WIDTH, max(2, round(h * SHARPNESS_WIDTH / w))), interpolation=cv2.INTER_AREA)
+    return float(cv2.Laplacian(gray, cv2.CV_32F).var())
+
+
+def scan_flight(
+    path: Path,
+    fps: Fraction,
+    expected_frames: int,
+    detector: str = "adaptive",
+    min_shot_s: float = 0.6,
+    heartbeat: Callable[[int, int], None] | None = None,
+) -> FlightScan:
+    """Decode every frame of ``path`` once and return cuts and per-frame signals."""
+    finder = CutFinder(detector, fps, min_shot_s)
+    n_cap = max(expected_frames, 1) + 16
+    motion = np.zeros(n_cap, np.float32)
+    luma = np.zeros(n_cap, np.float32)
+    dark = np.zeros(n_cap, np.float32)
+    bright = np.zeros(n_cap, np.float32)
+    times = np.zeros(n_cap, np.float64)
+    sharp_frames: list[int] = []
+    sharpness: list[float] = []
+    sharp_every = max(1, round(float(fps) / SHARPNESS_PER_SECOND))
+    prev: np.ndarray | None = None
+    i = 0
+    pts0 = None
+    decode_error = None
+    try:
+        container = av.open(str(path))
+    except av.FFmpegError as exc:
+        raise InputError(f"{path}: cannot open for decoding ({exc})") from exc
+    with container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = float(stream.time_base or 0)
+        dw = dh = None
+        try:
+            for frame in container.decode(stream):
+                if dw is None:
+                    dw, dh = detection_size(frame.width, frame.height)
+                if i >= len(motion):  # more frames than demuxed packets (rare): grow
+                    grow = len(motion)
+                    motion, luma, dark, bright = (np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (motion, luma, dark, bright))
+                    times = np.concatenate([times, np.zeros(grow)])
+                small = frame.reformat(width=dw, height=dh, format="bgr24").to_ndarray()
+                finder.feed(i, small)
+                gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+                luma[i] = gray.mean()
+                dark[i] = np.count_nonzero(gray <= 8) / gray.size
+                bright[i] = np.count_nonzero(gray >= 247) / gray.size
+                if prev is not None:
+                    motion[i] = cv2.absdiff(gray, prev).mean()
+                prev = gray
+                if frame.pts is not None and tb:
+                    if pts0 is None:
+                        pts0 = frame.pts
+                    times[i] = (frame.pts - pts0) * tb
+                else:
+                    times[i] = i / float(fps)
+                if i % sharp_every == 0:
+                    y = _luma_plane(frame)
+                    if y is None:
+                        y = frame.to_ndarray(format="gray")
+                    sharp_frames.append(i)
+                    sharpness.append(_laplacian_var(y))
+                i += 1
+                if heartbeat is not None:
+                    heartbeat(i, expected_frames)
+        except av.FFmpegError as exc:
+            decode_error = f"decoding stopped at frame {i} ({' '.join(str(exc).split())[:160]})"
+    if i == 0:
+        raise InputError(f"{path}: no frame could be decoded" + (f": {decode_error}" if decode_error else ""))
+    return FlightScan(
+        n_frames=i,
+        times=times[:i],
+        cuts=finder.finish(),
+        motion=motion[:i],
+        luma=luma[:i],
+        dark=dark[:i],
+        bright=bright[:i],
+        sharp_frames=np.asarray(sharp_frames, np.int64),
+        sharpness=np.asarray(sharpness, np.float64),
+        decode_error=decode_error,
+    )
