@@ -243,7 +243,8 @@ def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None =
         cid = clip_id_of(flight_id, w.start_frame, w.end_frame)
         sel = slice(w.start_frame, w.end_frame)
         sharp_sel = (scan.sharp_frames >= w.start_frame) & (scan.sharp_frames < w.end_frame)
-        q = assess(scan.motion[sel], scan.luma[sel], scan.dark[sel], scan.bright[sel], scan.sharpness[sharp_sel], cfg.qc)
+        motion_sel = slice(min(w.start_frame + scan.motion_baseline, w.end_frame), w.end_frame)
+        q = assess(scan.motion[motion_sel], scan.luma[sel], scan.dark[sel], scan.bright[sel], scan.sharpness[sharp_sel], cfg.qc)
         start_s = float(scan.times[w.start_frame])
         end_s = float(scan.times[w.end_frame]) if w.end_frame < scan.n_frames else base["duration_s"]
         row = {name: None for name in validate_columns("clips")}
@@ -259,8 +260,8 @@ def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None =
             end_s=end_s,
             duration_s=end_s - start_s,
             split_reason=w.split_reason,
-            motion=q.motion,
-            motion_kind=q.motion_kind,
+            motion=None if np.isnan(q.motion) else q.motion,
+            motion_kind=None if q.motion_kind == "unknown" else q.motion_kind,
             sharpness=None if np.isnan(q.sharpness) else q.sharpness,
             exposure=q.exposure,
             clipped_dark=q.clipped_dark,

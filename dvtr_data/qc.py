@@ -18,12 +18,13 @@ from dvtr_data.errors import UsageError
 class QcThresholds:
     """Thresholds of the QC verdict. Metrics are measured on the luma plane of the decoded frames.
 
-    ``motion`` is the mean absolute difference (0-255) between consecutive frames at about 256 px wide;
+    ``motion`` is the mean absolute difference (0-255) between a slightly blurred ~256 px grey frame and the one a
+    second earlier (averaged over the window);
     ``sharpness`` is the variance of the Laplacian at about 640 px wide (median over sampled frames);
     ``exposure`` is the mean luma (0-255).
     """
 
-    hover_motion: float = 1.5  # below: the camera hovers (a label, not a rejection)
+    hover_motion: float = 2.5  # below: the camera hovers (a label, not a rejection)
     frozen_motion: float = 0.05  # below: frames are identical (a frozen feed): rejected
     min_sharpness: float = 15.0  # below: too blurry
     min_exposure: float = 20.0  # below: too dark
@@ -58,15 +59,20 @@ def assess(
     sharpness: np.ndarray,
     thresholds: QcThresholds,
 ) -> QcResult:
-    """Aggregate per-frame signals of one window (``sharpness`` may be a sparser sample) into a verdict."""
-    m = float(np.mean(motion[1:])) if len(motion) > 1 else 0.0
+    """Aggregate per-frame signals of one window into a verdict.
+
+    ``motion`` holds only the frames whose one-second baseline lies inside the window (NaN-free, may be empty);
+    ``sharpness`` may be a sparser sample.
+    """
+    motion = motion[~np.isnan(motion)]
+    m = float(np.mean(motion)) if len(motion) else float("nan")
     e = float(np.mean(luma)) if len(luma) else 0.0
     d = float(np.mean(dark)) if len(dark) else 0.0
     b = float(np.mean(bright)) if len(bright) else 0.0
     s = float(np.median(sharpness)) if len(sharpness) else float("nan")
-    kind = "hover" if m < thresholds.hover_motion else "moving"
+    kind = "unknown" if np.isnan(m) else "hover" if m < thresholds.hover_motion else "moving"
     reasons: list[str] = []
-    if len(motion) > 1 and m < thresholds.frozen_motion:
+    if not np.isnan(m) and m < thresholds.frozen_motion:
         reasons.append(f"frozen: motion {m:.3f} < {thresholds.frozen_motion}")
     if thresholds.reject_hover and kind == "hover":
         reasons.append(f"hover: motion {m:.2f} < {thresholds.hover_motion}")

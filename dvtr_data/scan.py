@@ -29,7 +29,8 @@ class FlightScan:
     n_frames: int  # frames actually decoded
     times: np.ndarray  # seconds from the first frame, per frame (from pts: exact for VFR)
     cuts: list[int]  # frames that start a new shot
-    motion: np.ndarray  # mean |diff| of consecutive small grey frames (0 for frame 0)
+    motion: np.ndarray  # mean |diff| of the blurred small grey frame and the one `motion_baseline` frames before
+    motion_baseline: int  # frames (about one second); motion[i] for i < baseline is NaN
     luma: np.ndarray
     dark: np.ndarray
     bright: np.ndarray
@@ -73,7 +74,8 @@ def scan_flight(
     sharp_frames: list[int] = []
     sharpness: list[float] = []
     sharp_every = max(1, round(float(fps) / SHARPNESS_PER_SECOND))
-    prev: np.ndarray | None = None
+    baseline = max(1, round(float(fps)))
+    ring: list[np.ndarray | None] = [None] * baseline
     i = 0
     pts0 = None
     decode_error = None
@@ -100,9 +102,12 @@ def scan_flight(
                 luma[i] = gray.mean()
                 dark[i] = np.count_nonzero(gray <= 8) / gray.size
                 bright[i] = np.count_nonzero(gray >= 247) / gray.size
-                if prev is not None:
-                    motion[i] = cv2.absdiff(gray, prev).mean()
-                prev = gray
+                # Motion over a one-second baseline: wind jitter does not accumulate, flight does. Consecutive
+                # frames differ too little on slow oblique flights to tell hover from moving.
+                soft = cv2.GaussianBlur(gray, (0, 0), 1.5)
+                old = ring[i % baseline]
+                motion[i] = cv2.absdiff(soft, old).mean() if old is not None else np.nan
+                ring[i % baseline] = soft
                 if frame.pts is not None and tb:
                     if pts0 is None:
                         pts0 = frame.pts
@@ -127,6 +132,7 @@ def scan_flight(
         times=times[:i],
         cuts=finder.finish(),
         motion=motion[:i],
+        motion_baseline=baseline,
         luma=luma[:i],
         dark=dark[:i],
         bright=bright[:i],

@@ -109,7 +109,7 @@ CLIPS = TableSchema(
             _f("n_frames", _I64),
             _f("clip_path", _STR),  # relative to the dataset folder; null with --no-cut
             _f("keyframe_paths", pa.list_(_STR)),
-            _f("motion", _F64),  # mean absolute frame difference on a small grey image, 0-255
+            _f("motion", _F64),  # mean abs luma change over one second on a blurred ~256 px grey image, 0-255
             _f("motion_kind", _STR),  # hover | moving
             _f("sharpness", _F64),  # variance of the Laplacian, median over sampled frames
             _f("exposure", _F64),  # mean luma 0-255
@@ -172,13 +172,13 @@ def validate(name: str, table: pa.Table | list[dict]) -> pa.Table:
     if missing or extra:
         raise SchemaError(f"{name}: columns do not match schema {spec.tag}: missing {missing}, extra {extra}")
     table = table.select(spec.schema.names)
-    try:
-        table = table.cast(spec.schema, safe=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-        raise SchemaError(f"{name}: a column does not fit schema {spec.tag}: {exc}") from exc
     for fld in spec.schema:
         if not fld.nullable and table.column(fld.name).null_count:
             raise SchemaError(f"{name}: column {fld.name!r} has {table.column(fld.name).null_count} null value(s)")
+    try:
+        table = table.cast(spec.schema, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError) as exc:
+        raise SchemaError(f"{name}: a column does not fit schema {spec.tag}: {exc}") from exc
     if spec.key and table.num_rows:
         keys = table.group_by(list(spec.key)).aggregate([([], "count_all")])
         dup = keys.filter(pc.greater(keys.column("count_all"), 1))
