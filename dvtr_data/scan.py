@@ -8,7 +8,9 @@ twice a second on the full-resolution luma plane (downscaled to about 640 px).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -55,6 +57,54 @@ def _laplacian_var(gray: np.ndarray) -> float:
     return float(cv2.Laplacian(gray, cv2.CV_32F).var())
 
 
+def _decoded(container: av.container.InputContainer, stream: av.video.stream.VideoStream, sharp_every: int) -> Iterator[tuple | str]:
+    """Decode in a background thread, handing over small I420 frames (and a luma plane every ``sharp_every``).
+
+    The decoder, swscale and OpenCV release the GIL, so on a multi-core machine decoding the next frames overlaps
+    with analysing this one. Yields (pts, small I420 array, full luma or None), or a one-line decode error last.
+    """
+    q: queue.Queue = queue.Queue(maxsize=16)
+    stop = threading.Event()
+
+    def produce() -> None:
+        dw = dh = None
+        n = 0
+        try:
+            for frame in container.decode(stream):
+                if stop.is_set():
+                    return
+                if dw is None:
+                    dw, dh = detection_size(frame.width, frame.height)
+                # FAST_BILINEAR into a small I420 frame is ~4x cheaper than scaling to BGR at full quality, and
+                # the shot detector and QC only need a ~256 px picture.
+                small = frame.reformat(width=dw, height=dh, format="yuv420p", interpolation="FAST_BILINEAR").to_ndarray()
+                sharp = None
+                if n % sharp_every == 0:
+                    y = _luma_plane(frame)
+                    sharp = y.copy() if y is not None else frame.to_ndarray(format="gray")
+                q.put((frame.pts, small, sharp))
+                n += 1
+        except av.FFmpegError as exc:
+            q.put(f"decoding stopped at frame {n} ({' '.join(str(exc).split())[:160]})")
+        except Exception as exc:  # surfaced in the consumer as a decode error
+            q.put(f"decoding failed ({type(exc).__name__}: {exc})")
+        finally:
+            q.put(None)
+
+    worker = threading.Thread(target=produce, name="dvtr-decode", daemon=True)
+    worker.start()
+    try:
+        while (item := q.get()) is not None:
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                worker.join(timeout=0.05)
+
+
 def scan_flight(
     path: Path,
     fps: Fraction,
@@ -87,44 +137,39 @@ def scan_flight(
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = float(stream.time_base or 0)
-        dw = dh = None
-        try:
-            for frame in container.decode(stream):
-                if dw is None:
-                    dw, dh = detection_size(frame.width, frame.height)
-                if i >= len(motion):  # more frames than demuxed packets (rare): grow
-                    grow = len(motion)
-                    motion, luma, dark, bright = (np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (motion, luma, dark, bright))
-                    times = np.concatenate([times, np.zeros(grow)])
-                small = frame.reformat(width=dw, height=dh, format="bgr24").to_ndarray()
-                finder.feed(i, small)
-                gray = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-                luma[i] = gray.mean()
-                dark[i] = np.count_nonzero(gray <= 8) / gray.size
-                bright[i] = np.count_nonzero(gray >= 247) / gray.size
-                # Motion over a one-second baseline: wind jitter does not accumulate, flight does. Consecutive
-                # frames differ too little on slow oblique flights to tell hover from moving.
-                soft = cv2.GaussianBlur(gray, (0, 0), 1.5)
-                old = ring[i % baseline]
-                motion[i] = cv2.absdiff(soft, old).mean() if old is not None else np.nan
-                ring[i % baseline] = soft
-                if frame.pts is not None and tb:
-                    if pts0 is None:
-                        pts0 = frame.pts
-                    times[i] = (frame.pts - pts0) * tb
-                else:
-                    times[i] = i / float(fps)
-                if i % sharp_every == 0:
-                    y = _luma_plane(frame)
-                    if y is None:
-                        y = frame.to_ndarray(format="gray")
-                    sharp_frames.append(i)
-                    sharpness.append(_laplacian_var(y))
-                i += 1
-                if heartbeat is not None:
-                    heartbeat(i, expected_frames)
-        except av.FFmpegError as exc:
-            decode_error = f"decoding stopped at frame {i} ({' '.join(str(exc).split())[:160]})"
+        for item in _decoded(container, stream, sharp_every):
+            if isinstance(item, str):
+                decode_error = item
+                break
+            pts, small_yuv, sharp_y = item
+            if i >= len(motion):  # more frames than demuxed packets (rare): grow
+                grow = len(motion)
+                motion, luma, dark, bright = (np.concatenate([a, np.zeros(grow, a.dtype)]) for a in (motion, luma, dark, bright))
+                times = np.concatenate([times, np.zeros(grow)])
+            h = small_yuv.shape[0] * 2 // 3
+            finder.feed(i, cv2.cvtColor(small_yuv, cv2.COLOR_YUV2BGR_I420))
+            gray = small_yuv[:h]
+            luma[i] = gray.mean()
+            dark[i] = np.count_nonzero(gray <= 8) / gray.size
+            bright[i] = np.count_nonzero(gray >= 247) / gray.size
+            # Motion over a one-second baseline: wind jitter does not accumulate, flight does. Consecutive
+            # frames differ too little on slow oblique flights to tell hover from moving.
+            soft = cv2.GaussianBlur(gray, (0, 0), 1.5)
+            old = ring[i % baseline]
+            motion[i] = cv2.absdiff(soft, old).mean() if old is not None else np.nan
+            ring[i % baseline] = soft
+            if pts is not None and tb:
+                if pts0 is None:
+                    pts0 = pts
+                times[i] = (pts - pts0) * tb
+            else:
+                times[i] = i / float(fps)
+            if sharp_y is not None:
+                sharp_frames.append(i)
+                sharpness.append(_laplacian_var(sharp_y))
+            i += 1
+            if heartbeat is not None:
+                heartbeat(i, expected_frames)
     if i == 0:
         raise InputError(f"{path}: no frame could be decoded" + (f": {decode_error}" if decode_error else ""))
     return FlightScan(
