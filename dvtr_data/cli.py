@@ -153,6 +153,9 @@ def ingest_cmd(
     min_sharpness: Annotated[float, typer.Option(help="QC: reject clips blurrier than this (variance of the Laplacian).")] = 15.0,
     stall_timeout: Annotated[float, typer.Option(help="Stop a flight's worker after this many seconds without progress (hung decoder).")] = 120.0,
     force: Annotated[bool, typer.Option("--force", help="Re-ingest flights that are already up to date.")] = False,
+    licence: Annotated[str | None, typer.Option(help="Licence of these flights' footage, recorded per flight.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Owner of these flights' footage, recorded per flight.")] = None,
+    private_location: Annotated[bool, typer.Option("--private-location", help="Mark these flights' GPS as private (to drop before publishing).")] = False,
 ) -> None:
     """Cut raw flights into clips: probe, shots, windows, QC, telemetry, frame-exact clip files.
 
@@ -161,7 +164,7 @@ def ingest_cmd(
     Example: [bold]dvtr-data ingest ~/flights/2026-06 --dataset my-dataset --workers 2[/]
     """
     from dvtr_data.cutting import EncoderSettings
-    from dvtr_data.ingest import IngestConfig, ingest
+    from dvtr_data.ingest import FlightMeta, IngestConfig, ingest
     from dvtr_data.qc import QcThresholds
     from dvtr_data.windows import WindowRule
 
@@ -194,7 +197,8 @@ def ingest_cmd(
                 tasks[p.index] = bar.add_task(f"  {src.video.name}", total=p.total)
             bar.update(tasks[p.index], completed=p.done, total=p.total)
 
-        report = ingest(flights, dataset, config, workers=workers, stall_timeout=stall_timeout, on_flight=on_flight, on_progress=on_progress, force=force)
+        report = ingest(flights, dataset, config, workers=workers, stall_timeout=stall_timeout, on_flight=on_flight, on_progress=on_progress, force=force,
+                        meta=FlightMeta(licence, owner, private_location))
     for e in report.errors:
         if not err.is_terminal:
             err.print(f"failed: {e}", highlight=False, soft_wrap=True)

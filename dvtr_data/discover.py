@@ -7,28 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dvtr_data.probe import VIDEO_EXTENSIONS
+from dvtr_data.telemetry import find_sidecar
 
-SIDECAR_EXTENSIONS = (".srt",)
 
 
 @dataclass(frozen=True)
 class FlightSource:
     video: Path
     sidecar: Path | None
-
-
-def find_sidecar(video: Path) -> Path | None:
-    """The telemetry file with the video's base name in the same folder (extension in any case), if any."""
-    stem = video.stem
-    try:
-        entries = list(video.parent.iterdir())
-    except OSError:
-        return None
-    for ext in SIDECAR_EXTENSIONS:
-        exact = [e for e in entries if e.stem == stem and e.suffix.lower() == ext and e.is_file()]
-        if exact:
-            return sorted(exact)[0]
-    return None
 
 
 def is_video(path: Path) -> bool:

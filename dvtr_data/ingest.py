@@ -74,6 +74,23 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class FlightMeta:
+    """What the user says about the flights of a run; not a processing setting, so changing it re-ingests nothing."""
+
+    licence: str | None = None
+    owner: str | None = None
+    location_private: bool = False
+
+    def apply(self, row: dict[str, Any]) -> dict[str, Any]:
+        row.update(licence=self.licence, owner=self.owner, location_private=self.location_private)
+        return row
+
+    def differs(self, row: dict[str, Any]) -> bool:
+        return (row.get("licence"), row.get("owner"), bool(row.get("location_private"))) != (
+            self.licence, self.owner, self.location_private)
+
+
+@dataclass(frozen=True)
 class FlightJob:
     """One unit of work: everything a worker needs, picklable."""
 
@@ -193,6 +210,7 @@ def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None =
         bit_rate=probe.bit_rate,
         has_audio=probe.has_audio,
         recorded_at=_parse_time(probe.creation_time),
+        platform=probe.platform,
     )
     if probe.fps_variable:
         warnings.append("variable frame rate: clip times follow the source timestamps; clip files are re-timed to constant frame rate")
@@ -374,6 +392,9 @@ class PartStore:
         write_parquet(clips_path, validate("clips", result["clips"]))
         write_parquet(flight_path, validate("flights", [flight]))  # last: its presence marks the commit
 
+    def update_flight(self, row: dict[str, Any]) -> None:
+        write_parquet(self._paths(row["flight_id"])[1], validate("flights", [row]))
+
     def drop(self, flight_id: str) -> None:
         for p in reversed(self._paths(flight_id)):
             p.unlink(missing_ok=True)
@@ -402,12 +423,14 @@ def ingest(
     on_flight: Callable[[str, dict[str, Any]], None] | None = None,
     on_progress: Callable[[Progress, FlightSource], None] | None = None,
     force: bool = False,
+    meta: FlightMeta | None = None,
 ) -> IngestReport:
     """Ingest flight videos (files or folders) into the dataset at ``dataset_dir``.
 
     ``on_flight(event, info)`` is called in the parent for "start" (info: total), "skip", "done" and "error".
     """
     config = config or IngestConfig()
+    meta = meta or FlightMeta()
     config.check()
     sources, problems = discover([Path(p) for p in inputs])
     if not sources and problems:
@@ -444,6 +467,8 @@ def ingest(
             and prev["mtime_ns"] == mtime
         ):
             report.flights_skipped += 1
+            if meta.differs(prev):
+                store.update_flight(meta.apply(dict(prev)))
             log.write("skip", path=str(src.video), flight_id=prev["flight_id"], reason="already ingested with these settings")
             if on_flight:
                 on_flight("skip", {"path": str(src.video), "flight_id": prev["flight_id"]})
@@ -469,6 +494,7 @@ def ingest(
                 report.flights_done += 1
                 continue
             seen_ids[fid] = flight["source_path"]
+            meta.apply(flight)
             # the same path may hold an older version of the file: drop that flight's part
             old = committed.get(flight["source_path"])
             if old is not None and old["flight_id"] != fid:

@@ -40,6 +40,7 @@ class VideoProbe:
     bit_rate: int | None
     has_audio: bool
     creation_time: str | None
+    platform: str | None = None
 
     @property
     def fps_fraction(self) -> Fraction:
@@ -87,6 +88,7 @@ def probe_video(path: Path) -> VideoProbe:
             raise InputError(f"{path}: unsupported video codec {codec!r}")
         has_audio = bool(container.streams.audio)
         creation = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
+        platform = _platform(container.metadata, stream.metadata)
 
         pts: list[int] = []
         try:
@@ -147,7 +149,28 @@ def probe_video(path: Path) -> VideoProbe:
             bit_rate=int(stream.bit_rate or container.bit_rate or 0) or None,
             has_audio=has_audio,
             creation_time=creation,
+            platform=platform,
         )
+
+
+_GENERIC_ENCODERS = ("lavf", "lavc", "libx264", "libx265", "x264", "handbrake", "ffmpeg")
+
+
+def _platform(*metadata: dict[str, str]) -> str | None:
+    """Camera or drone named by the container: make/model tags (DJI, phones) or a vendor encoder string."""
+    merged: dict[str, str] = {}
+    for md in metadata:
+        for k, v in md.items():
+            merged.setdefault(k.lower(), v.strip())
+    make = merged.get("com.apple.quicktime.make") or merged.get("make")
+    model = merged.get("com.apple.quicktime.model") or merged.get("model")
+    if make or model:
+        return " ".join(x for x in (make, model) if x)
+    encoder = merged.get("encoder", "")
+    if encoder and not encoder.lower().startswith(_GENERIC_ENCODERS):
+        firmware = merged.get("firmware")
+        return f"{encoder} (firmware {firmware})" if firmware else encoder
+    return None
 
 
 def _short(exc: BaseException) -> str:

@@ -3,17 +3,19 @@
 DJI drones write one SubRip cue per video frame (DJI Fly, DJI GO 4 on Mavic 2 / Air) or per second (Phantom,
 Mavic Pro, Mavic Mini, Matrice). The families differ in everything that matters:
 
-- ``dji-fly-font``: ``<font size="28">FrameCnt: 1 ...`` then ``[latitude: ] [longitude: ] [rel_alt: x abs_alt: y]``;
-- ``dji-go4``: ``<font size="36">FrameCnt : 1 ...`` (or ``SrtCnt``), ``[longtitude : ]`` (sic), ``[altitude: ]``;
+- ``dji-fly-font``: ``<font size="28">FrameCnt: 1 ...`` then
+  ``[latitude: ] [longitude: ] [rel_alt: x abs_alt: y]``;
+- ``dji-go4``: ``<font size="36">FrameCnt : 1 ...`` (or ``SrtCnt``), ``[longtitude : ]`` (sic),
+  ``[altitude: ]``;
 - ``phantom-home-gps``: ``HOME(lon,lat) date`` / ``GPS(lon,lat,n) BAROMETER:h`` where n is *not* an altitude;
 - ``matrice-gps``: ``GPS(lat,lon,0.0M) BAROMETER:h`` (latitude first, the third value carries a unit);
 - ``one-line``: ``F/2.8, SS 30, ISO 100, EV 0, GPS (lon, lat, n), D 221.21m, H 200.70m, H.S .., V.S ..`` with
   optional ``HOME (...)``, ``F.PRY (...)`` (aircraft) and ``G.PRY (...)`` (gimbal) angles;
 - ``no-timecode``: numbered cues without any ``-->`` line (times come from the timestamps).
 
-Fields are read by name wherever they appear, so a file that mixes families still yields what it carries. Nothing
-in a file's content raises: problems become ``Telemetry.warnings``. Only a file that cannot be read at all raises
-`dvtr_data.errors.InputError`.
+Fields are read by name wherever they appear, so a file that mixes families still yields what it carries.
+Nothing in a file's content raises: problems become ``Telemetry.warnings``. Only a file that cannot be read at
+all raises `dvtr_data.errors.InputError`.
 """
 
 from __future__ import annotations
@@ -51,20 +53,20 @@ EARTH_RADIUS_M = 6_371_000.0
 
 ALTITUDE_KINDS = ("relative", "barometric", "absolute")
 """Altitude kinds, best first. Relative (above take-off) is what a caption means by "flying at 80 m"; DJI's
-``BAROMETER`` is also height above take-off, only measured differently; absolute (above sea level) says nothing
-about height above the ground without a terrain model, so it comes last."""
+``BAROMETER`` is also height above take-off, only measured differently; absolute (above sea level) says
+nothing about height above the ground without a terrain model, so it comes last."""
 
 _ALT_ATTR = {"relative": "rel_alt", "barometric": "baro_alt", "absolute": "abs_alt"}
 
 
 @dataclass(slots=True)
 class TelemetryCue:
-    """One SRT cue. Every field is ``None`` when the cue does not carry it; angles in degrees, lengths in metres.
+    """One SRT cue. A field is ``None`` when the cue does not carry it; angles in degrees, lengths in metres.
 
     ``lat``/``lon`` are ``None`` without a GPS fix (DJI writes ``0.000000`` then). ``satellites`` is the third
-    value of ``GPS(lon,lat,n)`` in the Phantom / one-line layouts: a count, never an altitude. ``camera`` keeps the
-    remaining fields as raw text (``iso``, ``shutter``, ``fnum`` as written — DJI GO 4 writes f/2.8 as ``280`` —,
-    ``ev``, ``ct``, ``focal_len``, ``color_md`` and whatever else a model adds).
+    value of ``GPS(lon,lat,n)`` in the Phantom / one-line layouts: a count, never an altitude. ``camera``
+    keeps the remaining fields as raw text (``iso``, ``shutter``, ``fnum`` as written — DJI GO 4 writes f/2.8
+    as ``280`` —, ``ev``, ``ct``, ``focal_len``, ``color_md`` and whatever else a model adds).
     """
 
     index: int | None = None
@@ -114,11 +116,12 @@ class Telemetry:
     def times(self) -> np.ndarray:
         """Start time of every cue in seconds from the start of the video (float64, one per cue).
 
-        Taken from the SubRip timecodes. A file without them (``no-timecode``) or with damaged ones is derived, in
-        this order, from: the wall-clock timestamps (seconds since the first cue's); the FrameCnt counter divided by
-        ``fps`` (when the caller gave one); else the cue position at an assumed 1 Hz, because the only DJI files
-        without any clock are 1 Hz kinds. A few missing values in the chosen source are interpolated from their
-        neighbours (extrapolated with the median step at the ends). `time_source` says which one was used.
+        Taken from the SubRip timecodes. A file without them (``no-timecode``) or with damaged ones is
+        derived, in this order, from: the wall-clock timestamps (seconds since the first cue's); the FrameCnt
+        counter divided by ``fps`` (when the caller gave one); else the cue position at an assumed 1 Hz,
+        because the only DJI files without any clock are 1 Hz kinds. A few missing values in the chosen source
+        are interpolated from their neighbours (extrapolated with the median step at the ends). `time_source`
+        says which one was used.
         """
         return _derive_times(self.cues, self.fps)[0]
 
@@ -144,7 +147,7 @@ class TelemetrySummary:
     n_cues: int
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Reading
 
 
@@ -177,8 +180,17 @@ _LOOSE_CAMERA = (  # one-line and Phantom camera fields, used only when a cue ha
     ("shutter", re.compile(r"\bShutter\s*:\s*(\d[\d./]*)")),
     ("fnum", re.compile(rf"\bFnum\s*:\s*F?({_NUM})")),
 )
-_POSITION_KEYS = {"latitude", "longitude", "longtitude", "rel_alt", "abs_alt", "altitude", "gb_yaw", "gb_pitch",
-                  "gb_roll"}
+_POSITION_KEYS = {
+    "latitude",
+    "longitude",
+    "longtitude",
+    "rel_alt",
+    "abs_alt",
+    "altitude",
+    "gb_yaw",
+    "gb_pitch",
+    "gb_roll",
+}
 
 
 class _Issues:
@@ -207,6 +219,7 @@ def parse_srt(source: str | os.PathLike | bytes, *, fps: float | None = None) ->
     a path that cannot be read raises `InputError`.
     """
     where: str | None = None
+    fps = float(fps) if fps else None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     else:
@@ -222,8 +235,13 @@ def parse_srt(source: str | os.PathLike | bytes, *, fps: float | None = None) ->
     if text is None or not text.strip():
         if text is not None:
             issues.file.append("the file is empty")
-        return Telemetry(cues=[], layout="binary" if text is None else "empty", warnings=issues.messages(),
-                         fps=fps, source=where)
+        return Telemetry(
+            cues=[],
+            layout="binary" if text is None else "empty",
+            warnings=issues.messages(),
+            fps=fps,
+            source=where,
+        )
 
     raw = _split_cues(text, issues)
     cues, present = [], []
@@ -237,7 +255,11 @@ def parse_srt(source: str | os.PathLike | bytes, *, fps: float | None = None) ->
 
     tel = Telemetry(
         cues=cues,
-        layout=_detect_layout([b for *_, b in raw], any(c.start_s is not None for c in cues)) if cues else "empty",
+        layout=(
+            _detect_layout([b for *_, b in raw], any(c.start_s is not None for c in cues))
+            if cues
+            else "empty"
+        ),
         fps=fps,
         source=where,
     )
@@ -279,7 +301,7 @@ def _decode(data: bytes, issues: _Issues) -> str | None:
 
 
 def _split_cues(text: str, issues: _Issues) -> list[tuple[int | None, float | None, float | None, str]]:
-    """(index, start_s, end_s, body) per cue: by the ``srt`` library when the file is strict SubRip, else by hand."""
+    """(index, start_s, end_s, body) per cue: by the ``srt`` library for strict SubRip, else by hand."""
     try:
         return [(s.index, s.start.total_seconds(), s.end.total_seconds(), s.content) for s in srt.parse(text)]
     except (srt.SRTParseError, ValueError) as exc:  # TimestampParseError is a ValueError
@@ -291,9 +313,10 @@ def _split_cues(text: str, issues: _Issues) -> list[tuple[int | None, float | No
 
 
 def _split_by_hand(text: str, issues: _Issues) -> list[tuple[int | None, float | None, float | None, str]]:
-    # Hand-written because the srt library rejects the whole file when a cue has no timecode line (mavic_2_style),
-    # a cue is cut mid-way, or garbage sits between cues; here a cue starts at a bare number after a blank line
-    # (or right before a timecode) and at any timecode line, and everything up to the next start is its body.
+    # Hand-written because the srt library rejects the whole file when a cue has no timecode line
+    # (mavic_2_style), a cue is cut mid-way, or garbage sits between cues; here a cue starts at a bare number
+    # after a blank line (or right before a timecode) and at any timecode line, and everything up to the next
+    # start is its body.
     lines = text.split("\n")
     cues: list[list] = []  # [index, start_s, end_s, body_lines]
     stray = 0
@@ -322,7 +345,9 @@ def _split_by_hand(text: str, issues: _Issues) -> list[tuple[int | None, float |
     out = []
     for index, start_s, end_s, body in cues:
         if not body and start_s is None:
-            issues.cue("cue with neither timecode nor content dropped", index if index is not None else len(out) + 1)
+            issues.cue(
+                "cue with neither timecode nor content dropped", index if index is not None else len(out) + 1
+            )
             continue
         out.append((index, start_s, end_s, "\n".join(body)))
     return out
@@ -431,7 +456,8 @@ def _parse_body(
                 if cue.abs_alt is None and alt != 0.0:
                     cue.abs_alt = alt
             else:
-                # Phantom / one-line "GPS(lon,lat,n)": longitude first; n counts satellites, it is no altitude.
+                # Phantom / one-line "GPS(lon,lat,n)": longitude first; n counts satellites, it is no
+                # altitude.
                 lon, lat = float(first), float(second)
                 if third is not None:
                     cue.satellites = int(float(third))
@@ -512,11 +538,15 @@ def _check_consistency(cues: list[TelemetryCue], present: list[frozenset[str]], 
         usual = {name for name, c in counts.items() if c > n / 2}
         for number, has in enumerate(present, start=1):
             missing = usual - has
+            if number == n:  # a cut-off last cue: compare with the cue before it as well
+                missing |= present[-2] - has - {"motion"}  # "H.S n/a" after a number is no damage
             if not missing:
                 continue
             what = ", ".join(sorted(missing))
             if number == n:
-                issues.file.append(f"the last cue ({number}) is incomplete, the file looks truncated (missing: {what})")
+                issues.file.append(
+                    f"the last cue ({number}) is incomplete, the file looks truncated (missing: {what})"
+                )
             else:
                 issues.cue(f"cue lacks fields the other cues carry ({what}): damaged", number)
     frames = [c.frame for c in cues if c.frame is not None]
@@ -535,7 +565,9 @@ def _detect_layout(bodies: list[str], has_timecodes: bool) -> str:
     if not has_timecodes:
         return "no-timecode"
     if "FrameCnt" in sample or "SrtCnt" in sample or "<font" in sample:
-        fly = "rel_alt" in sample or "abs_alt" in sample or "gb_yaw" in sample or re.search(r"Cnt: \d", sample)
+        fly = (
+            "rel_alt" in sample or "abs_alt" in sample or "gb_yaw" in sample or re.search(r"Cnt: \d", sample)
+        )
         return "dji-fly-font" if fly else "dji-go4"
     gps = _GPS_RE.search(sample)
     if gps and re.search(rf"(?<![\w.])[DH]\s+{_NUM}\s*m\b", sample):
@@ -567,7 +599,7 @@ def _nan(value: float | None) -> float:
 
 
 def _fill(values: np.ndarray) -> np.ndarray | None:
-    """Fill NaNs by interpolation over the cue position (median step at the ends); None if < 2 known values."""
+    """Fill NaNs by interpolating over the cue position (median step at the ends); None if < 2 known."""
     known = np.flatnonzero(~np.isnan(values))
     if len(known) == len(values):
         return values
@@ -594,7 +626,9 @@ def _derive_times(cues: Sequence[TelemetryCue], fps: float | None) -> tuple[np.n
     stamps = [c.timestamp for c in cues]
     first = next((t for t in stamps if t is not None), None)
     if first is not None:
-        offsets = np.array([math.nan if t is None else (t - first).total_seconds() for t in stamps], dtype=float)
+        offsets = np.array(
+            [math.nan if t is None else (t - first).total_seconds() for t in stamps], dtype=float
+        )
         base = 0.0 if np.isnan(starts).all() else float(np.nanmin(starts))
         filled = _fill(offsets)
         if filled is not None:
@@ -608,7 +642,7 @@ def _derive_times(cues: Sequence[TelemetryCue], fps: float | None) -> tuple[np.n
 
 
 def find_sidecar(video: Path) -> Path | None:
-    """The ``.srt`` beside ``video`` with the same base name (extension in any case; exact base name first)."""
+    """The ``.srt`` beside ``video`` with its base name (extension in any case; exact base name first)."""
     video = Path(video)
     try:
         entries = sorted(p for p in video.parent.iterdir() if p.suffix.lower() == ".srt" and p.is_file())
@@ -621,7 +655,7 @@ def find_sidecar(video: Path) -> Path | None:
     return None
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Summaries
 
 
@@ -635,7 +669,7 @@ def haversine_m(lat1, lon1, lat2, lon2):
 
 
 def _cue_ends(cues: Sequence[TelemetryCue], times: np.ndarray, source: str | None) -> np.ndarray:
-    """Where each cue's interval ends: its own end timecode when times are timecodes, else the next cue's start."""
+    """Where each cue's interval ends: its end timecode when times are timecodes, else the next start."""
     if len(times) == 0:
         return times
     step = float(np.median(np.diff(times))) if len(times) > 1 else 1.0
@@ -711,7 +745,7 @@ def summarize(tel: Telemetry, start_s: float, end_s: float) -> TelemetrySummary:
     )
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # Writing
 
 
@@ -728,15 +762,15 @@ def _ms_stamp(ts: datetime) -> str:
 
 
 def write_dji_fly_srt(cues: Sequence[TelemetryCue], fps: float, path: Path) -> None:
-    """Write ``cues`` in the newest DJI Fly per-frame layout (``<font size="28">``, as a Mini 5 Pro writes it).
+    """Write ``cues`` in the newest DJI Fly per-frame layout (``<font size="28">``, as the Mini 5 Pro writes).
 
-    For simulated flights, so that every later stage reads them exactly like a real sidecar. Cue ``k`` (from 0)
-    covers its own ``start_s``/``end_s`` when set, else ``[k/fps, (k+1)/fps)``; FrameCnt is ``frame`` or ``k+1``.
-    The layout carries: time (ms), timestamp (ms; the line is left out when None), camera fields, lat/lon
-    (6 decimals; no fix is written ``0.000000`` as DJI does), rel_alt/abs_alt (3 decimals) and, like the DJI
-    enterprise variant of this layout, ``[gb_yaw: gb_pitch: gb_roll:]`` (1 decimal) when a cue has gimbal angles.
-    Speeds, home point, distance, barometric altitude and aircraft angles have no place in it and are not written.
-    ``parse_srt`` reads the file back to equal cues for values already at that precision.
+    For simulated flights, so that every later stage reads them exactly like a real sidecar. Cue ``k`` (from
+    0) covers its own ``start_s``/``end_s`` when set, else ``[k/fps, (k+1)/fps)``; FrameCnt is ``frame`` or
+    ``k+1``. The layout carries: time (ms), timestamp (ms; the line is left out when None), camera fields,
+    lat/lon (6 decimals; no fix is written ``0.000000`` as DJI does), rel_alt/abs_alt (3 decimals) and, like
+    the DJI enterprise variant of this layout, ``[gb_yaw: gb_pitch: gb_roll:]`` (1 decimal) when a cue has
+    gimbal angles. Speeds, home point, distance, barometric altitude and aircraft angles have no place in it
+    and are not written. ``parse_srt`` reads the file back to equal cues for values already at that precision.
     """
     if not fps or fps <= 0:
         raise ValueError(f"fps must be positive, not {fps!r}")
@@ -755,18 +789,32 @@ def write_dji_fly_srt(cues: Sequence[TelemetryCue], fps: float, path: Path) -> N
         fields += [f"[{k}: {camera[k]}]" for k in order if camera[k]]
         lat, lon = (cue.lat, cue.lon) if cue.lat is not None and cue.lon is not None else (0.0, 0.0)
         fields += [f"[latitude: {lat:.6f}]", f"[longitude: {lon:.6f}]"]
-        alts = [f"{name}: {v:.3f}" for name, v in (("rel_alt", cue.rel_alt), ("abs_alt", cue.abs_alt)) if v is not None]
+        alts = [
+            f"{name}: {v:.3f}"
+            for name, v in (("rel_alt", cue.rel_alt), ("abs_alt", cue.abs_alt))
+            if v is not None
+        ]
         if alts:
             fields.append(f"[{' '.join(alts)}]")
-        gimbal = [(n, v) for n, v in (("gb_yaw", cue.gimbal_yaw), ("gb_pitch", cue.gimbal_pitch),
-                                      ("gb_roll", cue.gimbal_roll)) if v is not None]
+        gimbal = [
+            (n, v)
+            for n, v in (
+                ("gb_yaw", cue.gimbal_yaw),
+                ("gb_pitch", cue.gimbal_pitch),
+                ("gb_roll", cue.gimbal_roll),
+            )
+            if v is not None
+        ]
         if gimbal:
             fields.append("[" + " ".join(f"{n}: {v:.1f}" for n, v in gimbal) + "]")
         if camera.get("ct"):
             fields.append(f"[ct: {camera['ct']}]")
         lines.append(" ".join(fields) + " </font>")
-        subs.append(srt.Subtitle(k + 1, timedelta(milliseconds=start_ms), timedelta(milliseconds=end_ms),
-                                 "\n".join(lines)))
+        subs.append(
+            srt.Subtitle(
+                k + 1, timedelta(milliseconds=start_ms), timedelta(milliseconds=end_ms), "\n".join(lines)
+            )
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

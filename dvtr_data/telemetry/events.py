@@ -1,7 +1,7 @@
 """Flight events found in telemetry: where the drone starts or stops hovering, turns, or climbs / descends.
 
-They are candidate clip boundaries (``windows.make_windows(events=...)``): a clip that spans a hover and a fast
-pass, or a 90 degree turn, describes two different scenes.
+They are candidate clip boundaries (``windows.make_windows(events=...)``): a clip that spans a hover and a
+fast pass, or a 90 degree turn, describes two different scenes.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from typing import Literal
 
 import numpy as np
 
-from dvtr_data.telemetry.dji_srt import Telemetry, _derive_times, haversine_m
+from dvtr_data.telemetry.dji_srt import EARTH_RADIUS_M, Telemetry, _derive_times, haversine_m
 
 __all__ = ["EventKind", "TelemetryEvent", "detect_events"]
 
 EventKind = Literal["hover_start", "hover_stop", "yaw_change", "altitude_change"]
 
-_WINDOW_S = 1.0  # speeds and courses from fixes this far apart: per-frame GPS repeats, then jumps
-_MIN_COURSE_M = 5.0  # a course needs this much displacement over the window, else GPS noise sets it
+_WINDOW_S = 1.0  # speeds from fixes this far apart: per-frame GPS repeats a position, then jumps
+_COURSE_WINDOW_S = 3.0  # courses from fixes this far apart
+_MIN_COURSE_M = 5.0  # and only over at least this displacement (more with coarse coordinates), else noise
 
 
 @dataclass(frozen=True)
@@ -32,50 +33,69 @@ def _column(tel: Telemetry, attr: str) -> np.ndarray:
     return np.array([math.nan if (v := getattr(c, attr)) is None else v for c in tel.cues], dtype=float)
 
 
-def _lagged(t: np.ndarray) -> np.ndarray:
-    """For each time, the index of the latest one at least `_WINDOW_S` earlier, else of the previous one (-1: none)."""
+def _lagged(t: np.ndarray, window_s: float) -> np.ndarray:
+    """Per time: the latest index ``window_s`` or more before it, else the previous index (-1: none)."""
     own = np.arange(len(t))
-    ref = np.searchsorted(t, t - _WINDOW_S, side="right") - 1
+    ref = np.searchsorted(t, t - window_s, side="right") - 1
     return np.where((ref < 0) | (ref >= own), own - 1, ref)
 
 
-def _fix_motion(times: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal speed (m/s) and course (degrees from north) per cue, from fixes about `_WINDOW_S` apart.
+def _quantum_m(lat: np.ndarray, lon: np.ndarray) -> float:
+    """The coordinate resolution in metres: 4 decimals (Phantom, Mavic Mini) is ~11 m, 6 decimals ~0.1 m.
 
-    Each fix is compared with the latest earlier fix at least `_WINDOW_S` before it (or the previous fix when
-    none is that old); cues without a fix take the value of the nearest fix in time. NaN where unknown.
+    The most decimals any coordinate needs (its shortest exact ``repr``); 7 or more is continuous (0 m).
+    """
+    decimals = 0
+    for v in np.concatenate([lat, lon]).tolist():
+        text = repr(v)
+        if "e" in text:
+            return 0.0
+        decimals = max(decimals, len(text.partition(".")[2].rstrip("0")))
+        if decimals >= 7:
+            return 0.0
+    return math.radians(10.0**-decimals) * EARTH_RADIUS_M
+
+
+def _fix_motion(times: np.ndarray, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal speed (m/s) and course (degrees from north) per cue, from fixes.
+
+    Speed compares each fix with the latest fix at least `_WINDOW_S` earlier (or the previous fix), course
+    with one `_COURSE_WINDOW_S` earlier, and only when the drone moved more than twice the coordinate
+    resolution.
+    Cues without a fix take the value of the latest fix before them. NaN where unknown.
     """
     n = len(times)
-    speed = np.full(n, np.nan)
-    course = np.full(n, np.nan)
     fix = np.flatnonzero(~np.isnan(lat) & ~np.isnan(lon))
     if len(fix) < 2:
-        return speed, course
+        return np.full(n, np.nan), np.full(n, np.nan)
     t, la, lo = times[fix], lat[fix], lon[fix]
-    ref = _lagged(t)
-    ok = ref >= 0
-    i, j = np.flatnonzero(ok), ref[ok]
-    dt = t[i] - t[j]
-    dist = haversine_m(la[j], lo[j], la[i], lo[i])
-    s = np.full(len(t), np.nan)
-    c = np.full(len(t), np.nan)
-    good = dt > 0
-    s[i[good]] = dist[good] / dt[good]
-    p1, p2 = np.radians(la[j]), np.radians(la[i])
-    dl = np.radians(lo[i] - lo[j])
-    y = np.sin(dl) * np.cos(p2)
-    x = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dl)
-    bearing = np.degrees(np.arctan2(y, x))
-    moved = good & (dist >= _MIN_COURSE_M)
-    c[i[moved]] = bearing[moved] % 360.0
-    if np.isnan(s[0]) and len(s) > 1:
-        s[0] = s[1]
-    # Map back to every cue: the value of the fix at or before it (the first fix for cues before any).
+    min_move = max(_MIN_COURSE_M, 2.0 * _quantum_m(la, lo))
+    speed = np.full(len(t), np.nan)
+    course = np.full(len(t), np.nan)
+    for window_s, out in ((_WINDOW_S, speed), (_COURSE_WINDOW_S, course)):
+        ref = _lagged(t, window_s)
+        i = np.flatnonzero(ref >= 0)
+        j = ref[i]
+        dt = t[i] - t[j]
+        dist = haversine_m(la[j], lo[j], la[i], lo[i])
+        good = dt > 0
+        if out is speed:
+            out[i[good]] = dist[good] / dt[good]
+            continue
+        p1, p2 = np.radians(la[j]), np.radians(la[i])
+        dl = np.radians(lo[i] - lo[j])
+        y = np.sin(dl) * np.cos(p2)
+        x = np.cos(p1) * np.sin(p2) - np.sin(p1) * np.cos(p2) * np.cos(dl)
+        moved = good & (dist >= min_move)
+        out[i[moved]] = np.degrees(np.arctan2(y, x))[moved] % 360.0
+    speed[0] = speed[1]
     at = np.clip(np.searchsorted(t, times, side="right") - 1, 0, len(t) - 1)
-    return s[at], c[at]
+    return speed[at], course[at]
 
 
-def _hover_events(times: np.ndarray, hovering: np.ndarray, known: np.ndarray, min_gap_s: float) -> list[TelemetryEvent]:
+def _hover_events(
+    times: np.ndarray, hovering: np.ndarray, known: np.ndarray, min_gap_s: float
+) -> list[TelemetryEvent]:
     """Transitions between hovering and moving, ignoring states that last less than ``min_gap_s``."""
     if not known.any():
         return []
@@ -118,7 +138,7 @@ def _hover_events(times: np.ndarray, hovering: np.ndarray, known: np.ndarray, mi
 def _threshold_events(
     times: np.ndarray, values: np.ndarray, threshold: float, min_gap_s: float, kind: EventKind, circular: bool
 ) -> list[TelemetryEvent]:
-    """An event each time ``values`` has moved ``threshold`` from the value at the previous event (or the start).
+    """An event each time ``values`` has moved ``threshold`` from its value at the previous event (or start).
 
     The reference moves on at every crossing, so a slow 180 degree pan gives an event every ``threshold``
     degrees; a crossing within ``min_gap_s`` of the previous event of this kind moves the reference silently.
@@ -151,13 +171,14 @@ def detect_events(
 ) -> list[TelemetryEvent]:
     """Hover start/stop, yaw and altitude changes, sorted by time.
 
-    - Hovering: horizontal speed below ``hover_speed`` m/s (the ``H.S`` field, else from fixes about a second
-      apart) and, when known, vertical speed (``V.S``, else from the altitude) below it too. A hover or a move
-      shorter than ``min_gap_s`` does not count; events mark transitions only, so a flight that starts hovering
-      has no ``hover_start`` at 0.
-    - Yaw: the gimbal yaw, else the aircraft yaw, else the course over ground while moving; an event when it has
-      turned ``yaw_deg`` from the previous event (the shorter way round).
-    - Altitude: the best altitude kind (`Telemetry.altitude_kind`); an event when it has changed ``alt_change_m``.
+    - Hovering: horizontal speed below ``hover_speed`` m/s (the ``H.S`` field, else from fixes about a
+      second apart) and, when known, vertical speed (``V.S``, else from the altitude) below it too. A hover
+      or a move shorter than ``min_gap_s`` does not count; events mark transitions only, so a flight that
+      starts hovering has no ``hover_start`` at 0.
+    - Yaw: the gimbal yaw, else the aircraft yaw, else the course over ground while moving; an event when it
+      has turned ``yaw_deg`` from the previous event (the shorter way round).
+    - Altitude: the best altitude kind (`Telemetry.altitude_kind`); an event when it has changed
+      ``alt_change_m``.
 
     Yaw and altitude events of one kind are at least ``min_gap_s`` apart.
     """
@@ -174,7 +195,7 @@ def detect_events(
     if np.isnan(speed_v).all() and (~np.isnan(alt)).sum() >= 2:  # no V.S field: from the altitude
         ok = np.flatnonzero(~np.isnan(alt))
         t, a = times[ok], alt[ok]
-        ref = _lagged(t)
+        ref = _lagged(t, _WINDOW_S)
         has = np.flatnonzero(ref >= 0)
         dt = t[has] - t[ref[has]]
         speed_v = np.full(len(times), np.nan)
