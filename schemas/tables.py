@@ -130,7 +130,54 @@ CLIPS = TableSchema(
     ),
 )
 
-TABLES: dict[str, TableSchema] = {t.name: t for t in (FLIGHTS, CLIPS)}
+CAPTIONS = TableSchema(
+    name="captions",
+    version=1,
+    key=("caption_id",),
+    clean_ids=("caption_id", "clip_id"),
+    schema=pa.schema(
+        [
+            _f("caption_id", _STR, False),  # stable: from origin, clip and source ids (e.g. Label Studio annotation)
+            _f("clip_id", _STR, False),
+            _f("text", _STR, False),  # raw text exactly as written (untrusted: escape wherever rendered)
+            _f("tokens", pa.list_(_STR)),  # normalised token list (lower-cased words), as CLIP4Clip loaders expect
+            _f("origin", _STR, False),  # human | imported | precaption | simulated
+            _f("status", _STR, False),  # submitted | cancelled | skipped
+            _f("annotator", _STR),
+            _f("guideline_version", _STR),
+            _f("source_id", _STR),  # imported datasets: the published video id, verbatim (may end in a space)
+            _f("ls_project_id", _I64),
+            _f("ls_task_id", _I64),
+            _f("ls_annotation_id", _I64),
+            _f("lead_time_s", _F64),
+            _f("created_at", _TS),
+            _f("updated_at", _TS),
+            _f("draft_shown", _STR),  # the pre-caption the annotator saw
+            _f("edit_distance", _I64),  # characters from the draft shown to the text
+            _f("qc_choices", pa.list_(_STR)),  # the annotator's QC choices (usable, too blurry, ...)
+            _f("category", _STR),
+            _f("flags", pa.list_(_STR)),  # empty | too_short | duplicate | unchanged_draft | non_language
+            _f("accepted", pa.bool_(), False),  # usable for training: submitted and no blocking flag
+        ]
+    ),
+)
+
+SPLITS = TableSchema(
+    name="splits",
+    version=1,
+    key=("clip_id",),
+    clean_ids=("clip_id",),
+    schema=pa.schema(
+        [
+            _f("clip_id", _STR, False),
+            _f("split", _STR, False),  # train | val | test | (excluded)
+            _f("group_id", _STR, False),  # clips of one group never straddle splits
+            _f("group_kind", _STR),  # flight | location | near-duplicate | merged
+        ]
+    ),
+)
+
+TABLES: dict[str, TableSchema] = {t.name: t for t in (FLIGHTS, CLIPS, CAPTIONS, SPLITS)}
 
 
 def schema_of(name: str) -> TableSchema:
