@@ -184,8 +184,10 @@ def ingest_cmd(
         def on_flight(event: str, info: dict[str, Any]) -> None:
             if event == "start":
                 bar.update(overall, total=info["total"], completed=info["skipped"])
-            elif event in ("done", "error", "skip"):
+            elif event in ("done", "error", "skip", "duplicate"):
                 bar.advance(overall)
+            if event == "duplicate":
+                bar.console.print(f"[yellow]warning:[/] {info['path']}: same content as {info['same_as']}; ingested once", markup=True, highlight=False, soft_wrap=True)
             if event == "error":
                 bar.console.print(f"[red]failed:[/] {info['error']}", markup=True, highlight=False, soft_wrap=True)
             elif event == "done":
@@ -199,12 +201,12 @@ def ingest_cmd(
 
         report = ingest(flights, dataset, config, workers=workers, stall_timeout=stall_timeout, on_flight=on_flight, on_progress=on_progress, force=force,
                         meta=FlightMeta(licence, owner, private_location))
-    for e in report.errors:
-        if not err.is_terminal:
-            err.print(f"failed: {e}", highlight=False, soft_wrap=True)
+    for problem in report.input_problems:  # flight errors were printed as they happened
+        err.print(f"failed: {problem}", highlight=False, soft_wrap=True)
     out.print(
         f"ingested {report.flights_done} flight(s), skipped {report.flights_skipped} up to date, "
-        f"{report.flights_failed} failed; {report.clips_new} clip(s) written. Log: {report.log_path}",
+        f"{report.flights_failed} failed" + (f", {report.duplicates} duplicate(s)" if report.duplicates else "")
+        + f"; {report.clips_new} clip(s) written. Log: {report.log_path}",
         highlight=False,
     )
     if not report.ok:

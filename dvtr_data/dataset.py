@@ -82,6 +82,36 @@ class Dataset:
     def exists(self) -> bool:
         return self.toml_path.is_file()
 
+    @contextlib.contextmanager
+    def lock(self, name: str) -> Iterator[None]:
+        """Exclusive lock for a stage run: two runs writing one dataset at once would race on its tables."""
+        import fcntl
+
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        path = self.work_dir / f"{name}.lock"
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise DatasetError(
+                    f"another `{name}` run is writing {self.root}", hint="wait for it to finish, or stop it"
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def sweep_temp_files(self) -> int:
+        """Remove temporary files a killed run left behind (call only while holding the stage's lock)."""
+        removed = 0
+        folders = [self.root, self.work_dir, *self.work_dir.glob("*/"), *self.clips_dir.glob("*/")]
+        for folder in folders:
+            if folder.is_dir():
+                for tmp in folder.glob(".*.tmp"):
+                    tmp.unlink(missing_ok=True)
+                    removed += 1
+        return removed
+
     # dataset.toml -----------------------------------------------------------------------------------------
     def create(self, name: str | None = None) -> Dataset:
         """Make the folder and ``dataset.toml`` if missing (idempotent)."""

@@ -39,9 +39,9 @@ def discover(inputs: list[Path]) -> tuple[list[FlightSource], list[str]]:
                 for name in sorted(files):
                     candidate = Path(root) / name
                     if is_video(candidate):
-                        found.setdefault(candidate.resolve(), FlightSource(candidate.resolve(), None))
+                        found.setdefault(candidate.absolute(), FlightSource(candidate.absolute(), None))
         elif is_video(path):
-            found.setdefault(path.resolve(), FlightSource(path.resolve(), None))
+            found.setdefault(path.absolute(), FlightSource(path.absolute(), None))
         else:
             problems.append(f"{path}: not a video file (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})")
     sources = [FlightSource(v, find_sidecar(v)) for v in sorted(found)]

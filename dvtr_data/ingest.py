@@ -108,9 +108,11 @@ class IngestReport:
     flights_done: int = 0
     flights_skipped: int = 0
     flights_failed: int = 0
+    duplicates: int = 0
     clips_new: int = 0
     warnings: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # every failure: input problems and failed flights
+    input_problems: list[str] = field(default_factory=list)  # inputs that were not videos or did not exist
     log_path: Path | None = None
     dataset: Path | None = None
 
@@ -178,8 +180,21 @@ def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str]):
     return tel
 
 
+def error_flight_id(path: str | Path) -> str:
+    """Failed flights are keyed by path, not content: two broken files with the same bytes are two errors."""
+    return "e" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
+
+
 def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Stage function: one flight in, ``{"flight": row, "clips": [rows]}`` out. Errors become the row's status."""
+    result = _ingest_flight(job, heartbeat)
+    if result["flight"]["status"] != "ok":
+        result["flight"]["flight_id"] = error_flight_id(job.video)
+        result["clips"] = []
+    return result
+
+
+def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None) -> dict[str, Any]:
     cfg = job.config
     path = Path(job.video)
     warnings: list[str] = []
@@ -187,8 +202,7 @@ def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None =
         content_hash = sha256_file(path)
     except OSError as exc:
         reason = "permission denied" if isinstance(exc, PermissionError) else exc.strerror or str(exc)
-        fid = "e" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
-        return {"flight": _flight_row(job, flight_id=fid, status="error", error=f"{path}: cannot read the file ({reason})"), "clips": []}
+        return {"flight": _flight_row(job, flight_id=error_flight_id(path), status="error", error=f"{path}: cannot read the file ({reason})"), "clips": []}
     flight_id = flight_id_from_hash(content_hash)
     try:
         probe = probe_video(path)
@@ -229,6 +243,9 @@ def ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None =
         return {"flight": _flight_row(job, **base, status="error", error=str(exc), warnings=warnings), "clips": []}
     if scan.decode_error:
         warnings.append(f"{scan.decode_error}; the {scan.n_frames} frames before it were used (truncated file?)")
+    elif scan.n_frames < probe.n_frames:
+        # Frame-threaded H.264 decoding drops the error on a partial last packet silently: compare counts.
+        warnings.append(f"only {scan.n_frames} of {probe.n_frames} frames decode (truncated file?)")
     if scan.n_frames < 2:
         return {
             "flight": _flight_row(job, **{**base, "n_frames": scan.n_frames}, status="error", warnings=warnings,
@@ -438,8 +455,28 @@ def ingest(
     if not sources:
         raise UsageError(f"no video files found in {', '.join(map(str, inputs))}")
     dataset = Dataset(dataset_dir).create()
+    with dataset.lock("ingest"):
+        dataset.sweep_temp_files()
+        return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor, stall_timeout,
+                              on_flight, on_progress, force)
+
+
+def _ingest_locked(
+    dataset: Dataset,
+    sources: list[FlightSource],
+    problems: list[str],
+    inputs: list[Path],
+    config: IngestConfig,
+    meta: FlightMeta,
+    workers: int | None,
+    executor: Executor | None,
+    stall_timeout: float,
+    on_flight: Callable[[str, dict[str, Any]], None] | None,
+    on_progress: Callable[[Progress, FlightSource], None] | None,
+    force: bool,
+) -> IngestReport:
     store = PartStore(dataset)
-    report = IngestReport(flights_total=len(sources), errors=list(problems), dataset=dataset.root)
+    report = IngestReport(flights_total=len(sources), errors=list(problems), input_problems=list(problems), dataset=dataset.root)
     settings = config.settings_hash()
     log = RunLog(dataset.logs_dir, "ingest")
     report.log_path = log.path
@@ -490,8 +527,10 @@ def ingest(
             if fid in seen_ids and seen_ids[fid] != flight["source_path"]:
                 msg = f"{flight['source_path']}: same content as {seen_ids[fid]}; ingested once"
                 report.warnings.append(msg)
+                report.duplicates += 1
                 log.write("duplicate", path=flight["source_path"], flight_id=fid, same_as=seen_ids[fid])
-                report.flights_done += 1
+                if on_flight:
+                    on_flight("duplicate", {"path": flight["source_path"], "same_as": seen_ids[fid]})
                 continue
             seen_ids[fid] = flight["source_path"]
             meta.apply(flight)
@@ -538,9 +577,5 @@ def _result_of(outcome: Outcome) -> dict[str, Any]:
     if outcome.error is None:
         return outcome.record
     job: FlightJob = outcome.item
-    fid = "e" + hashlib.sha256(job.video.encode()).hexdigest()[:16]
-    try:
-        fid = flight_id_from_hash(sha256_file(Path(job.video)))
-    except OSError:
-        pass
-    return {"flight": _flight_row(job, flight_id=fid, status="error", error=f"{job.video}: {outcome.error}"), "clips": []}
+    row = _flight_row(job, flight_id=error_flight_id(job.video), status="error", error=f"{job.video}: {outcome.error}")
+    return {"flight": row, "clips": []}

@@ -58,6 +58,13 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
     return h.hexdigest()
 
 
+def _has_decoder(codec: str) -> bool:
+    try:
+        return bool(av.codec.Codec(codec, "r"))
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return False
+
+
 def _rotation_of(frame: av.VideoFrame) -> int:
     """Degrees clockwise to turn the stored picture for display (0, 90, 180, 270)."""
     # PyAV reports the display matrix angle counter-clockwise; a phone held upright stores -90 (i.e. 270 CCW).
@@ -84,8 +91,8 @@ def probe_video(path: Path) -> VideoProbe:
         stream = container.streams.video[0]
         codec_ctx = stream.codec_context
         codec = codec_ctx.name if codec_ctx is not None else "unknown"
-        if codec_ctx is None or not av.codec.Codec(codec, "r"):
-            raise InputError(f"{path}: unsupported video codec {codec!r}")
+        if codec_ctx is None or not _has_decoder(codec):
+            raise InputError(f"{path}: unsupported video codec {codec!r} (no decoder for it in this build)")
         has_audio = bool(container.streams.audio)
         creation = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
         platform = _platform(container.metadata, stream.metadata)

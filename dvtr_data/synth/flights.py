@@ -1,0 +1,444 @@
+"""Simulated flights: specs, presets, and rendering a spec to ``<name>.mp4`` + ``<name>.SRT`` + ``<name>.truth.json``.
+
+A flight is one or more shots (each over its own place, flown as a list of maneuvers) joined by hard cuts,
+cross-fades or fades through black. Everything is seeded: the same spec gives the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from dvtr_data.errors import InputError
+from dvtr_data.synth.camera import Maneuver, Trajectory, fly
+from dvtr_data.synth.captions import SegmentFacts, caption_segment
+from dvtr_data.synth.render import OBJECT_CLASSES, InView, Renderer
+from dvtr_data.synth.sidecar import make_cue, write_srt
+from dvtr_data.synth.video import Mp4Writer
+from dvtr_data.synth.world import COVER_NAMES, ROAD, SAND, THEMES, World, build_world
+
+TRUTH_FORMAT = "dvtr-synth-truth/1"
+TRANSITIONS = ("cut", "crossfade", "fade_black")
+LAND_COVERS = ("grass", "forest", "farmland", "sand", "water")
+Progress = Callable[[str, int, int], None]
+
+
+# ------------------------------------------------------------------------------------------------ specs
+@dataclass(frozen=True)
+class ShotSpec:
+    """One continuous piece of flight over one place."""
+
+    theme: str
+    place_seed: int
+    maneuvers: tuple[Maneuver, ...]
+    altitude_m: float = 60.0
+    start_xy: tuple[float, float] | None = None  # map metres; None: an interesting spot is picked
+    yaw_deg: float | None = None  # None: along a nearby road, or random
+
+    def __post_init__(self) -> None:
+        if self.theme not in THEMES:
+            raise ValueError(f"unknown theme {self.theme!r}; expected one of {THEMES}")
+        if not self.maneuvers:
+            raise ValueError("a shot needs at least one maneuver")
+
+    @property
+    def place(self) -> str:
+        return f"{self.theme}-{self.place_seed}"
+
+
+@dataclass(frozen=True)
+class FlightSpec:
+    """One output video. ``transitions[k]`` joins shot k to shot k+1 (default: hard cuts)."""
+
+    name: str
+    width: int
+    height: int
+    fps: Fraction
+    shots: tuple[ShotSpec, ...]
+    transitions: tuple[str, ...] = ()
+    fade_s: float = 0.5
+    seed: int = 0
+    world_px: int = 2048
+    world_res_m: float = 0.15
+    crf: int = 21
+    x264_preset: str = "veryfast"
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c in self.name for c in "/\\:") or self.name.startswith("."):
+            raise ValueError(f"bad flight name {self.name!r}")
+        if self.width % 2 or self.height % 2 or self.width < 64 or self.height < 64:
+            raise ValueError("width and height must be even and at least 64")
+        if Fraction(self.fps) <= 0:
+            raise ValueError("fps must be positive")
+        if not self.shots:
+            raise ValueError("a flight needs at least one shot")
+        if self.transitions and len(self.transitions) != len(self.shots) - 1:
+            raise ValueError("transitions must have one entry per pair of consecutive shots")
+        bad = [t for t in self.transitions if t not in TRANSITIONS]
+        if bad:
+            raise ValueError(f"unknown transition(s) {bad}; expected {TRANSITIONS}")
+
+    @property
+    def joins(self) -> tuple[str, ...]:
+        return self.transitions or ("cut",) * (len(self.shots) - 1)
+
+
+# ------------------------------------------------------------------------------------------------ timeline
+@dataclass
+class _Shot:
+    spec: ShotSpec
+    index: int
+    start: int  # first video frame the shot owns
+    end: int  # one past its last
+    counts: list[int]
+    pre: int = 0  # frames rendered before `start` (cross-fade in)
+    post: int = 0  # frames rendered after `end` (cross-fade out)
+    traj: Trajectory | None = None
+    world: World | None = None
+    renderer: Renderer | None = None
+    when: datetime | None = None  # wall clock of the shot's first owned frame
+    home_alt: float = 0.0
+
+
+@dataclass
+class _Timeline:
+    n: int
+    shots: list[_Shot]
+    cuts: list[int]
+    fades: list[dict[str, Any]]
+    mix: list[list[tuple[int, float]]]  # per frame: (shot, weight); weights < 1 alone mean a fade to black
+    owner: np.ndarray
+
+
+def _timeline(spec: FlightSpec) -> _Timeline:
+    fps = float(spec.fps)
+    shots: list[_Shot] = []
+    pos = 0
+    for k, s in enumerate(spec.shots):
+        counts = [max(1, round(m.duration_s * fps)) for m in s.maneuvers]
+        shots.append(_Shot(s, k, pos, pos + sum(counts), counts))
+        pos += sum(counts)
+    n = pos
+    owner = np.zeros(n, np.int64)
+    for s in shots:
+        owner[s.start:s.end] = s.index
+    mix: list[list[tuple[int, float]]] = [[(int(owner[i]), 1.0)] for i in range(n)]
+    cuts: list[int] = []
+    fades: list[dict[str, Any]] = []
+    for k, kind in enumerate(spec.joins):
+        b = shots[k + 1].start
+        if kind == "cut":
+            cuts.append(b)
+            continue
+        f = max(2, round(spec.fade_s * fps))
+        half = f // 2
+        start, end = b - half, b - half + f
+        if start <= shots[k].start + 1 or end >= shots[k + 1].end - 1:
+            raise ValueError(f"shots around transition {k} are too short for a {spec.fade_s} s fade")
+        fades.append({"start": start, "end": end, "kind": "cross" if kind == "crossfade" else "black"})
+        if kind == "crossfade":
+            shots[k].post = end - b
+            shots[k + 1].pre = b - start
+            for i in range(start, end):
+                a = (i - start + 0.5) / f
+                mix[i] = [(k, 1.0 - a), (k + 1, a)]
+        else:
+            for i in range(start, b):
+                mix[i] = [(k, (b - i - 0.5) / (b - start))]
+            for i in range(b, end):
+                mix[i] = [(k + 1, (i - b + 0.5) / (end - b))]
+    return _Timeline(n, shots, cuts, fades, mix, owner)
+
+
+# ------------------------------------------------------------------------------------------------ worlds
+class WorldCache:
+    """Keeps the last few worlds, so presets that revisit a place do not generate it twice."""
+
+    def __init__(self, size: int = 2) -> None:
+        self.size = size
+        self._worlds: OrderedDict[tuple, World] = OrderedDict()
+
+    def get(self, spec: ShotSpec, px: int, res: float, backdrop: np.ndarray | None, backdrop_name: str) -> World:
+        key = (spec.theme, spec.place_seed, px, res, backdrop_name if backdrop is not None else None)
+        if key in self._worlds:
+            self._worlds.move_to_end(key)
+            return self._worlds[key]
+        world = build_world(spec.theme, spec.place_seed, size_px=px, res_m=res, backdrop=backdrop,
+                            backdrop_name=backdrop_name)
+        self._worlds[key] = world
+        while len(self._worlds) > self.size:
+            self._worlds.popitem(last=False)
+        return world
+
+
+def load_backdrop(path: Path | str) -> np.ndarray:
+    """An aerial image (any format OpenCV reads) as RGB; `InputError` when it cannot be read."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"backdrop image not found: {p}")
+    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+    if img is None or img.size == 0 or min(img.shape[:2]) < 16:
+        raise InputError(f"cannot read the backdrop image {p}", hint="give a PNG, JPEG or TIFF aerial photo")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.ndarray, float]:
+    """An interesting place to start: mixed land cover, a road, some buildings and movers in view."""
+    size, m, cell = world.size_m, world.semantic.shape[0], world.cell_m
+    radius = max(30.0, 0.7 * alt)
+    r_cells = max(2, int(radius / cell))
+    movers = [a for a in (world.car_poses(0.0)[0], world.boat_poses(0.0)[0], world.people_poses(0.0)[0]) if len(a)]
+    movers_xy = np.vstack(movers) if movers else np.zeros((0, 2))
+    centers = world.buildings.centers
+    best: tuple[float, np.ndarray] | None = None
+    for _ in range(48):
+        p = rng.uniform(0, size, 2)
+        ci, cj = int(p[1] / cell), int(p[0] / cell)
+        rows = np.arange(ci - r_cells, ci + r_cells + 1) % m
+        cols = np.arange(cj - r_cells, cj + r_cells + 1) % m
+        win = world.semantic[np.ix_(rows, cols)]
+        frac = np.bincount(win.ravel(), minlength=len(COVER_NAMES)) / win.size
+        nz = frac[frac > 0]
+        score = float(-(nz * np.log(nz)).sum())
+        score += 0.4 * float(frac[ROAD] > 0.01)
+
+        def near(xy: np.ndarray) -> int:
+            if not len(xy):
+                return 0
+            d = np.mod(xy - p + size / 2, size) - size / 2
+            return int((np.hypot(d[:, 0], d[:, 1]) < radius).sum())
+
+        score += 0.25 * min(near(centers), 4) + 0.15 * min(near(movers_xy), 6) + float(rng.uniform(0, 0.1))
+        if best is None or score > best[0]:
+            best = (score, p)
+    p = best[1]
+    yaw = float(rng.uniform(0, 360))
+    if world.roads and rng.random() < 0.5:  # pilots like to follow roads
+        road = world.roads[int(rng.integers(len(world.roads)))]
+        s = np.linspace(0, road.length, 400, endpoint=False)
+        pts, tan = road.at(s)
+        d = np.mod(pts - p + size / 2, size) - size / 2
+        j = int(np.argmin(np.hypot(d[:, 0], d[:, 1])))
+        if np.hypot(*d[j]) < 2 * radius:
+            p = pts[j] - tan[j] * rng.uniform(10, 30)
+            yaw = math.degrees(math.atan2(tan[j][0], -tan[j][1])) % 360.0  # map y points south
+    return p, yaw
+
+
+def _prepare(shot: _Shot, spec: FlightSpec, cache: WorldCache, backdrop: np.ndarray | None, backdrop_name: str) -> None:
+    """Build (or fetch) the shot's world and fly its path: done lazily, right before its first frame."""
+    fps = float(spec.fps)
+    world = cache.get(shot.spec, spec.world_px, spec.world_res_m, backdrop, backdrop_name)
+    rng = np.random.default_rng([spec.seed, shot.index, 101])
+    start, yaw = _pick_start(world, rng, shot.spec.altitude_m)
+    if shot.spec.start_xy is not None:
+        start = np.asarray(shot.spec.start_xy, float)
+    if shot.spec.yaw_deg is not None:
+        yaw = shot.spec.yaw_deg
+    traj, _ = fly(list(shot.spec.maneuvers), fps, start=(float(start[0]), float(start[1])), yaw=yaw,
+                  alt=shot.spec.altitude_m, rng=rng, pre=shot.pre, post=shot.post)
+    shot.world, shot.traj = world, traj
+    shot.renderer = Renderer(world, spec.width, spec.height)
+    base = datetime(2024, 4, 1, 9, 0, 0) + timedelta(days=int(rng.integers(0, 180)), minutes=int(rng.integers(0, 540)))
+    shot.when = base
+    shot.home_alt = float(rng.uniform(20, 400))
+
+
+# ------------------------------------------------------------------------------------------------ render
+def render_flight(
+    spec: FlightSpec, out_dir: Path, *, backdrop: Path | np.ndarray | None = None, progress: Progress | None = None,
+    cache: WorldCache | None = None, backdrop_name: str | None = None,
+) -> Path:
+    """Render one flight: ``<name>.mp4`` (H.264, CFR), ``<name>.SRT`` and ``<name>.truth.json``; returns the mp4.
+
+    ``backdrop`` (an image path, or an RGB array) renders the ground from an aerial photo instead of procedural
+    land cover; ``cache`` shares generated worlds between flights.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if backdrop is not None and not isinstance(backdrop, np.ndarray):
+        backdrop_name = backdrop_name or Path(backdrop).stem
+        backdrop = load_backdrop(backdrop)
+    backdrop_name = backdrop_name or "backdrop"
+    cache = cache or WorldCache()
+    tl = _timeline(spec)
+    fps = float(spec.fps)
+    mp4 = out_dir / f"{spec.name}.mp4"
+    tmp = out_dir / f".{spec.name}.mp4.partial"
+    owner_views: list[InView] = [None] * tl.n  # type: ignore[list-item]
+    visible: list[list[str]] = []
+    cues = []
+    last_use = {s.index: s.end + s.post for s in tl.shots}
+    step = max(1, tl.n // 200)
+    with Mp4Writer(tmp, spec.width, spec.height, spec.fps, crf=spec.crf, preset=spec.x264_preset,
+                   threaded=True) as writer:
+        for i in range(tl.n):
+            parts = []
+            classes: set[str] = set()
+            for k, wgt in tl.mix[i]:
+                shot = tl.shots[k]
+                if shot.traj is None:
+                    _prepare(shot, spec, cache, backdrop, backdrop_name)
+                j = i - shot.start  # frame index within the shot (negative in a cross-fade's lead-in)
+                frame, view = shot.renderer.render(shot.traj.pose(j + shot.pre), j / fps)
+                parts.append((frame, wgt))
+                if k == tl.owner[i]:
+                    owner_views[i] = view
+                if wgt >= 0.3:
+                    classes.update(view.classes())
+            if len(parts) == 2:
+                frame = cv2.addWeighted(parts[0][0], parts[0][1], parts[1][0], parts[1][1], 0.0)
+            elif parts[0][1] < 1.0:
+                frame = cv2.convertScaleAbs(parts[0][0], alpha=parts[0][1])
+            else:
+                frame = parts[0][0]
+            own = tl.shots[int(tl.owner[i])]
+            j = i - own.start + own.pre
+            yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
+            own.renderer.sensor(yuv, float(own.traj.gain[j]))
+            writer.write_yuv(yuv)
+            visible.append(sorted(classes))
+            t = own.traj
+            cues.append(make_cue(
+                i, fps, own.when + timedelta(seconds=(i - own.start) / fps), own.world.home, own.home_alt,
+                float(t.x[j]), float(t.y[j]), float(t.alt[j]), float(t.yaw[j]), float(t.pitch[j]),
+                float(t.speed[j]), float(t.vz[j]), float(t.gain[j])))
+            for k, end in last_use.items():  # free what no later frame needs (worlds stay in the cache)
+                if end == i + 1:
+                    tl.shots[k].renderer = None
+            if progress is not None and ((i + 1) % step == 0 or i + 1 == tl.n):
+                progress(spec.name, i + 1, tl.n)
+    srt_path = out_dir / f"{spec.name}.SRT"
+    write_srt(cues, fps, srt_path)
+    truth = _truth(spec, tl, owner_views, visible)
+    (out_dir / f"{spec.name}.truth.json").write_text(_dumps(truth), encoding="utf-8")
+    os.replace(tmp, mp4)  # last: an .mp4 present means its sidecars are complete
+    return mp4
+
+
+# ------------------------------------------------------------------------------------------------ truth
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
+
+
+def _truth(spec: FlightSpec, tl: _Timeline, views: list[InView], visible: list[list[str]]) -> dict[str, Any]:
+    fps = Fraction(spec.fps)
+    segments = []
+    for shot in tl.shots:
+        start = shot.start
+        for m_idx, (man, count) in enumerate(zip(shot.spec.maneuvers, shot.counts)):
+            seg = _segment(len(segments), start, start + count, shot, man, views, spec)
+            segments.append(seg)
+            start += count
+    runs = []
+    for i, classes in enumerate(visible):
+        if runs and runs[-1]["classes"] == classes:
+            runs[-1]["end_frame"] = i + 1
+        else:
+            runs.append({"start_frame": i, "end_frame": i + 1, "classes": classes})
+    first = tl.shots[0].world
+    return {
+        "format": TRUTH_FORMAT,
+        "video": f"{spec.name}.mp4",
+        "srt": f"{spec.name}.SRT",
+        "seed": spec.seed,
+        "fps": round(float(fps), 8),
+        "fps_num": fps.numerator,
+        "fps_den": fps.denominator,
+        "width": spec.width,
+        "height": spec.height,
+        "n_frames": tl.n,
+        "cuts": tl.cuts,
+        "fades": tl.fades,
+        "fade_cut": False,
+        "shots": [
+            {"start_frame": s.start, "end_frame": s.end, "place": s.world.place, "theme": s.spec.theme,
+             "home": {"lat": round(s.world.home[0], 6), "lon": round(s.world.home[1], 6)}}
+            for s in tl.shots
+        ],
+        "segments": segments,
+        "visible": runs,
+        "home": {"lat": round(first.home[0], 6), "lon": round(first.home[1], 6)},
+    }
+
+
+def _segment(index: int, s0: int, s1: int, shot: _Shot, man: Maneuver, views: list[InView],
+             spec: FlightSpec) -> dict[str, Any]:
+    world, traj = shot.world, shot.traj
+    fps = float(spec.fps)
+    n = s1 - s0
+    covers = {c: 0.0 for c in COVER_NAMES}
+    seen: dict[str, dict[int, int]] = {c: {} for c in OBJECT_CLASSES}
+    for v in views[s0:s1]:
+        for c, f in v.covers.items():
+            covers[c] += f / n
+        for c, ids in v.objects.items():
+            for i in ids.tolist():
+                seen[c][i] = seen[c].get(i, 0) + 1
+    # an object counts once it has been in view for half a second (or a third of a short segment)
+    min_frames = max(1, min(round(0.5 * fps), math.ceil(0.3 * n)))
+    objects = {c: sum(1 for v in d.values() if v >= min_frames) for c, d in seen.items()}
+    objects = {c: k for c, k in objects.items() if k}
+    scene = max(LAND_COVERS, key=lambda c: covers[c])
+    j0, j1 = s0 - shot.start + shot.pre, s1 - 1 - shot.start + shot.pre
+    alt = [round(float(traj.alt[j0]), 1), round(float(traj.alt[j1]), 1)]
+
+    kinds = [world.buildings.kinds[i] for i, v in seen["building"].items() if v >= min_frames]
+    noun = "building"
+    if kinds:
+        top = max(set(kinds), key=kinds.count)
+        noun = {"house": "house", "cabin": "cabin", "barn": "barn", "shed": "barn"}.get(top, "building")
+    on_sand = False
+    people = [i for i, v in seen["person"].items() if v >= min_frames]
+    if people:
+        mid = (s0 + s1) // 2 - shot.start
+        pos, _ = world.people_poses(mid / fps)
+        on_sand = bool(np.mean(world.cover_at(pos[people]) == SAND) > 0.5)
+    facts = SegmentFacts(
+        path=man.kind, view=man.view, altitude=(alt[0], alt[1]), scene=scene,
+        covers={c: v for c, v in covers.items() if v > 0}, objects=objects, theme=shot.spec.theme,
+        water_name=world.water_name, building_noun=noun, on_sand=on_sand,
+    )
+    rng = np.random.default_rng([spec.seed, index, 577])
+    return {
+        "index": index,
+        "start_frame": s0,
+        "end_frame": s1,
+        "shot": shot.index,
+        "path": man.kind,
+        "view": man.view,
+        "altitude_m": alt,
+        "scene": scene,
+        "objects": objects,
+        "captions": caption_segment(facts, rng),
+        "land_cover": {c: round(v, 3) for c, v in covers.items() if v >= 0.005},
+        "speed_mps": round(float(np.mean(traj.speed[j0:j1 + 1])), 2),
+        "gimbal_pitch_deg": round(float(np.mean(traj.pitch[j0:j1 + 1])), 1),
+    }
+
+
+def load_truth(path: Path | str) -> dict[str, Any]:
+    """The truth of a simulated video, given its ``.mp4`` or its ``.truth.json``."""
+    p = Path(path)
+    if p.suffix.lower() == ".mp4":
+        p = p.with_name(p.stem + ".truth.json")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"no truth file {p}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the truth file {p}: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != TRUTH_FORMAT:
+        raise InputError(f"{p} is not a {TRUTH_FORMAT} file")
+    return data
