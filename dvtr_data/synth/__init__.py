@@ -1,4 +1,4 @@
-"""Seeded simulated drone flights with known truth: the project's test fixtures, demo sample and benchmark input.
+"""Seeded simulated drone flights with known truth: the test fixtures, the demo sample and benchmark input.
 
 ``generate(out_dir, preset)`` writes, per video, ``<name>.mp4`` (H.264, constant frame rate), a DJI Fly style
 ``<name>.SRT`` telemetry sidecar and ``<name>.truth.json`` (cuts, fades, shots, segments with template

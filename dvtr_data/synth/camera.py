@@ -23,7 +23,7 @@ MAX_PITCH_DEG = -35.0  # never tilt up further: the horizon must stay out of the
 
 @dataclass(frozen=True)
 class Maneuver:
-    """One stretch of a flight. ``speed_mps``/``rate``/``direction`` default to what a pilot would typically do.
+    """One stretch of a flight. ``speed_mps``/``rate``/``direction`` default to what a pilot typically does.
 
     rate: climb or descent speed (m/s) for climb/descent, turn rate (deg/s) for yaw, radius (m) for orbit.
     direction: +1 or -1 (orbit sense, turn sense, or flying backwards for straight).
@@ -70,8 +70,8 @@ class Trajectory:
         return len(self.x)
 
     def pose(self, i: int) -> Pose:
-        return Pose(float(self.x[i]), float(self.y[i]), float(self.alt[i]), float(self.yaw[i]), float(self.pitch[i]),
-                    float(self.roll[i]), float(self.gain[i]))
+        return Pose(float(self.x[i]), float(self.y[i]), float(self.alt[i]), float(self.yaw[i]),
+                    float(self.pitch[i]), float(self.roll[i]), float(self.gain[i]))
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,8 @@ def _smooth(a: np.ndarray, width: int) -> np.ndarray:
 def _wobble(rng: np.random.Generator, t: np.ndarray, amp: float, f_lo: float, f_hi: float) -> np.ndarray:
     out = np.zeros_like(t)
     for _ in range(3):
-        out += rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(f_lo, f_hi) * t + rng.uniform(0, 2 * np.pi))
+        a, f, phase = rng.uniform(0.3, 1.0), rng.uniform(f_lo, f_hi), rng.uniform(0, 2 * np.pi)
+        out += a * np.sin(2 * np.pi * f * t + phase)
     return out * amp / 1.6
 
 
@@ -171,8 +172,11 @@ def fly(
     maneuvers: list[Maneuver], fps: float, *, start: tuple[float, float], yaw: float, alt: float,
     rng: np.random.Generator, pre: int = 0, post: int = 0,
 ) -> tuple[Trajectory, np.ndarray]:
-    """Integrate the maneuvers at ``fps``. Returns the trajectory (``pre`` extra frames before and ``post`` after
-    the planned ones, for cross-fades) and, per planned frame, the index of its maneuver."""
+    """Integrate the maneuvers at ``fps``.
+
+    Returns the trajectory (``pre`` extra frames before and ``post`` after the planned ones, for cross-fades)
+    and, per planned frame, the index of its maneuver.
+    """
     counts = [max(1, round(m.duration_s * fps)) for m in maneuvers]
     n = sum(counts)
     total = pre + n + post
@@ -195,7 +199,10 @@ def fly(
     ease = round(1.1 * fps)
     for j in range(4):
         ctl[:, j] = _smooth(ctl[:, j], ease)
-    ctl[:, 4] = _smooth(ctl[:, 4], round(1.6 * fps))
+    # The gimbal starts tilting when the maneuver that wants the new view begins (not before: the segment
+    # before it keeps its view), and is there a second later.
+    tilt = round(1.0 * fps) | 1
+    ctl[:, 4] = _smooth(np.concatenate([np.full(tilt // 2, ctl[0, 4]), ctl[:, 4]]), tilt)[: len(ctl)]
 
     dt = 1.0 / fps
     fwd, right, up, yaw_rate, pitch = ctl.T
@@ -213,14 +220,14 @@ def fly(
     z += alt - z[pre]
 
     t = np.arange(total) * dt
-    jit = 1.0  # wind: a few tenths of a metre and degree, a second or so in period
+    # wind: a few tenths of a metre and of a degree, a second or so in period
     traj = Trajectory(
-        x=x + _wobble(rng, t, 0.25 * jit, 0.1, 0.7),
-        y=y + _wobble(rng, t, 0.25 * jit, 0.1, 0.7),
-        alt=np.clip(z + _wobble(rng, t, 0.12 * jit, 0.1, 0.5), MIN_ALT_M * 0.8, MAX_ALT_M * 1.1),
-        yaw=np.mod(yaw_c + _wobble(rng, t, 0.3 * jit, 0.1, 0.8), 360.0),
-        pitch=np.minimum(pitch + _wobble(rng, t, 0.25 * jit, 0.15, 0.9), MAX_PITCH_DEG + 1.0),
-        roll=_wobble(rng, t, 0.35 * jit, 0.15, 1.0),
+        x=x + _wobble(rng, t, 0.25, 0.1, 0.7),
+        y=y + _wobble(rng, t, 0.25, 0.1, 0.7),
+        alt=np.clip(z + _wobble(rng, t, 0.12, 0.1, 0.5), MIN_ALT_M * 0.8, MAX_ALT_M * 1.1),
+        yaw=np.mod(yaw_c + _wobble(rng, t, 0.3, 0.1, 0.8), 360.0),
+        pitch=np.minimum(pitch + _wobble(rng, t, 0.25, 0.15, 0.9), MAX_PITCH_DEG + 1.0),
+        roll=_wobble(rng, t, 0.35, 0.15, 1.0),
         gain=1.0 + _wobble(rng, t, 0.035, 0.02, 0.08),
         speed=np.hypot(vx, vy),
         vz=up,

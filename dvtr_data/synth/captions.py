@@ -11,14 +11,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve")
+_NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+            "twelve")
 
 # Words a caption may use for each object class; tests use the same table to check captions against truth.
 OBJECT_WORDS: dict[str, tuple[str, ...]] = {
     "car": ("car", "cars", "vehicle", "vehicles"),
     "boat": ("boat", "boats"),
     "person": ("person", "people", "pedestrian", "pedestrians"),
-    "building": ("building", "buildings", "house", "houses", "barn", "barns", "cabin", "cabins", "farm buildings"),
+    "building": ("building", "buildings", "house", "houses", "cabin", "cabins", "farm building",
+                 "farm buildings"),
 }
 
 
@@ -34,7 +36,7 @@ class SegmentFacts:
     objects: dict[str, int]  # class -> distinct instances seen
     theme: str
     water_name: str = "water"  # sea | lake | pond | water
-    building_noun: str = "building"  # house | barn | cabin | building
+    building_noun: str = "building"  # house | cabin | farm | building
     on_sand: bool = False  # people are mostly on sand
     extras: dict[str, float] = field(default_factory=dict)
 
@@ -74,10 +76,11 @@ class _Words:
         f = self.f
         s = f.scene
         if s == "farmland":
-            return self.pick(["farmland with rows of crops", "a patchwork of crop fields", "cultivated fields",
-                              "farm fields striped with crop rows", "agricultural land"])
+            return self.pick(["farmland with rows of crops", "a patchwork of crop fields",
+                              "cultivated fields", "farm fields striped with crop rows", "agricultural land"])
         if s == "forest":
-            return self.pick(["a dense forest", "a thick green tree canopy", "woodland", "a forest of leafy trees"])
+            return self.pick(["a dense forest", "a thick green tree canopy", "woodland",
+                              "a forest of leafy trees"])
         if s == "water":
             if f.water_name == "sea":
                 return self.pick(["the sea", "open sea water", "the blue sea", "the coastal waters"])
@@ -111,7 +114,8 @@ class _Words:
             return ""
         k = others[0][1]
         if k == "water":
-            return self.pick([f"next to {self.water()}", f"beside {self.water()}", f"along the edge of {self.water()}"])
+            water = self.water()
+            return self.pick([f"next to {water}", f"beside {water}", f"along the edge of {water}"])
         if k == "sand":
             return self.pick(["next to a sandy shore", "bordered by sand"] if f.water_name != "sea"
                              else ["next to a sandy beach", "along a sandy beach"])
@@ -131,7 +135,8 @@ class _Words:
         if f.covers.get("water", 0) >= 0.08 and f.covers.get("sand", 0) >= 0.05:
             opts += ["the shoreline separates sand from water", "waves meet the sand along the shore"]
         if f.scene == "farmland":
-            opts += ["the fields are divided by narrow tracks and hedges", "crop rows form long parallel stripes"]
+            opts += ["the fields are divided by narrow tracks and hedges",
+                     "crop rows form long parallel stripes"]
         if f.scene == "forest":
             opts += ["the tree crowns cast dark shadows", "the canopy is almost unbroken"]
         if f.covers.get("forest", 0) >= 0.1 and f.scene != "forest":
@@ -152,7 +157,8 @@ class _Words:
         p, h = self.f.path, self.height() if with_height else ""
         hp = f"{h} " if h else ""
         table = {
-            "straight": [f"flies {hp}over", f"glides {hp}over", f"cruises {hp}above", f"moves steadily {hp}over"],
+            "straight": [f"flies {hp}over", f"glides {hp}over", f"cruises {hp}above",
+                         f"moves steadily {hp}over"],
             "orbit": ["circles around", "orbits slowly over", "flies in a wide circle around"],
             "climb": ["rises above", "climbs higher over", "ascends above"],
             "descent": ["descends toward", "drops lower over", "slowly comes down toward"],
@@ -180,7 +186,8 @@ class _Words:
         if self.f.view == "nadir":
             return self.pick(["with the camera pointing straight down", "looking straight down",
                               "with the gimbal tilted fully down"])
-        return self.pick(["with the camera tilted forward", "looking ahead at an angle", "with an oblique camera"])
+        return self.pick(["with the camera tilted forward", "looking ahead at an angle",
+                          "with an oblique camera"])
 
     # ---------------------------------------------------------------------------------------------- objects
     def noun(self, cls: str) -> tuple[str, str]:
@@ -191,8 +198,8 @@ class _Words:
         if cls == "person":
             return self.pick([("person", "people"), ("person", "people"), ("pedestrian", "pedestrians")])
         b = self.f.building_noun
-        if b == "barn":
-            return self.pick([("barn", "barns"), ("farm building", "farm buildings")])
+        if b == "farm":
+            return self.pick([("farm building", "farm buildings"), ("building", "buildings")])
         if b in ("house", "cabin"):
             return self.pick([(b, b + "s"), ("building", "buildings")])
         return "building", "buildings"
@@ -216,11 +223,12 @@ class _Words:
             place = self.pick([f"on {ground}", f"across {ground}"]) if verb[0] != "is" else f"out on {ground}"
             return f"{subj} {verb[0] if one else verb[1]} {place}"
         verb = self.pick([("stands", "stand"), ("sits", "sit")])
-        where = self.pick(["by the road", "among the trees", "in the scene"]) if self.f.covers.get("road", 0) > 0 \
-            else self.pick(["among the trees", "in the scene", "below"])
-        if self.f.covers.get("forest", 0) < 0.05 and "trees" in where:
-            where = "below"
-        return f"{subj} {verb[0] if one else verb[1]} {where}"
+        places = ["in the scene", "below"]
+        if self.f.covers.get("road", 0) > 0:
+            places.append("by the road")
+        if self.f.covers.get("forest", 0) >= 0.05:
+            places.append("among the trees")
+        return f"{subj} {verb[0] if one else verb[1]} {self.pick(places)}"
 
     def _water_def(self) -> str:
         return {"sea": "the sea", "lake": "the lake", "pond": "the pond"}.get(self.f.water_name, "the water")
@@ -264,7 +272,8 @@ def caption_segment(facts: SegmentFacts, rng: np.random.Generator, count: int = 
         if k == 0:  # drone + motion + scene + main activity
             if first == "building":
                 sing, plur = w.noun("building")
-                act = f"{w.pick(['showing', 'passing'])} {count_phrase(facts.objects['building'], sing, plur)}"
+                some = count_phrase(facts.objects["building"], sing, plur)
+                act = f"{w.pick(['showing', 'passing'])} {some}"
                 link = ", "
             else:
                 act = w.activity(first, facts.objects[first]) if first else w.layout()
@@ -281,7 +290,8 @@ def caption_segment(facts: SegmentFacts, rng: np.random.Generator, count: int = 
                 lead = " and ".join(acts)
                 return _cap(f"{lead}, seen in {w.motion_noun()} from a drone {w.view_clause()}.")
             lay = w.layout()
-            return _cap(f"{w.motion_noun()} over {w.scene()}{', where ' + lay if lay else ''}, {w.view_clause()}.")
+            where = f", where {lay}" if lay else ""
+            return _cap(f"{w.motion_noun()} over {w.scene()}{where}, {w.view_clause()}.")
         if k == 3:  # aerial footage + layout
             lay = w.layout()
             objs = w.object_list()
@@ -291,7 +301,8 @@ def caption_segment(facts: SegmentFacts, rng: np.random.Generator, count: int = 
         act = w.main_activity() or w.layout()
         h = w.height()
         alt = f" from {'low' if h == 'low' else 'high' if h == 'high' else 'medium'} altitude"
-        return _cap(f"{w.view_clause()}, the drone {w.motion(False)} {w.scene()}{alt}{'; ' + act if act else ''}.")
+        tail = f"; {act}" if act else ""
+        return _cap(f"{w.view_clause()}, the drone {w.motion(False)} {w.scene()}{alt}{tail}.")
 
     out: list[str] = []
     tries = 0

@@ -1,4 +1,4 @@
-"""Simulated flights: specs, presets, and rendering a spec to ``<name>.mp4`` + ``<name>.SRT`` + ``<name>.truth.json``.
+"""Simulated flights: specs, and rendering one to ``<name>.mp4`` + ``<name>.SRT`` + ``<name>.truth.json``.
 
 A flight is one or more shots (each over its own place, flown as a list of maneuvers) joined by hard cuts,
 cross-fades or fades through black. Everything is seeded: the same spec gives the same files.
@@ -81,6 +81,8 @@ class FlightSpec:
             raise ValueError("width and height must be even and at least 64")
         if Fraction(self.fps) <= 0:
             raise ValueError("fps must be positive")
+        if self.world_px % 128 or self.world_px < 256 or self.world_res_m <= 0:
+            raise ValueError("world_px must be a multiple of 128 (at least 256) and world_res_m positive")
         if not self.shots:
             raise ValueError("a flight needs at least one shot")
         if self.transitions and len(self.transitions) != len(self.shots) - 1:
@@ -109,6 +111,10 @@ class _Shot:
     renderer: Renderer | None = None
     when: datetime | None = None  # wall clock of the shot's first owned frame
     home_alt: float = 0.0
+    first_segment: int = 0  # global index of its first segment
+    segments: list[dict[str, Any]] | None = None  # its truth, filled once its last frame is rendered
+    place: str = ""
+    home: tuple[float, float] = (0.0, 0.0)
 
 
 @dataclass
@@ -124,11 +130,12 @@ class _Timeline:
 def _timeline(spec: FlightSpec) -> _Timeline:
     fps = float(spec.fps)
     shots: list[_Shot] = []
-    pos = 0
+    pos = seg = 0
     for k, s in enumerate(spec.shots):
         counts = [max(1, round(m.duration_s * fps)) for m in s.maneuvers]
-        shots.append(_Shot(s, k, pos, pos + sum(counts), counts))
+        shots.append(_Shot(s, k, pos, pos + sum(counts), counts, first_segment=seg))
         pos += sum(counts)
+        seg += len(counts)
     n = pos
     owner = np.zeros(n, np.int64)
     for s in shots:
@@ -163,13 +170,16 @@ def _timeline(spec: FlightSpec) -> _Timeline:
 
 # ------------------------------------------------------------------------------------------------ worlds
 class WorldCache:
-    """Keeps the last few worlds, so presets that revisit a place do not generate it twice."""
+    """Keeps recently used worlds (up to ``max_bytes`` of textures), so flights that revisit a place do not
+    generate it again."""
 
-    def __init__(self, size: int = 2) -> None:
-        self.size = size
+    def __init__(self, max_bytes: int = 1_200_000_000) -> None:
+        self.max_bytes = max_bytes
         self._worlds: OrderedDict[tuple, World] = OrderedDict()
 
-    def get(self, spec: ShotSpec, px: int, res: float, backdrop: np.ndarray | None, backdrop_name: str) -> World:
+    def get(
+        self, spec: ShotSpec, px: int, res: float, backdrop: np.ndarray | None, backdrop_name: str
+    ) -> World:
         key = (spec.theme, spec.place_seed, px, res, backdrop_name if backdrop is not None else None)
         if key in self._worlds:
             self._worlds.move_to_end(key)
@@ -177,20 +187,72 @@ class WorldCache:
         world = build_world(spec.theme, spec.place_seed, size_px=px, res_m=res, backdrop=backdrop,
                             backdrop_name=backdrop_name)
         self._worlds[key] = world
-        while len(self._worlds) > self.size:
+        while len(self._worlds) > 1 and sum(w.nbytes for w in self._worlds.values()) > self.max_bytes:
             self._worlds.popitem(last=False)
         return world
 
 
+def _largest_valid_rect(valid: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) of the largest axis-aligned rectangle of True cells (histogram method)."""
+    h, w = valid.shape
+    heights = np.zeros(w, np.int64)
+    best = (0, 0, 0, 0, 0)
+    for r in range(h):
+        heights = np.where(valid[r], heights + 1, 0)
+        stack: list[int] = []
+        for c in range(w + 1):
+            cur = heights[c] if c < w else 0
+            while stack and heights[stack[-1]] >= cur:
+                top = stack.pop()
+                left = stack[-1] + 1 if stack else 0
+                area = int(heights[top]) * (c - left)
+                if area > best[0]:
+                    best = (area, r - int(heights[top]) + 1, left, r + 1, c)
+            stack.append(c)
+    return best[1:]
+
+
 def load_backdrop(path: Path | str) -> np.ndarray:
-    """An aerial image (any format OpenCV reads) as RGB; `InputError` when it cannot be read."""
+    """An aerial image (any format OpenCV reads) as RGB; `InputError` when it cannot be read.
+
+    Orthophotos usually sit in a no-data collar (transparent, or flat white/black) with a dark rim at the edge
+    of the data. Tiled, those would become holes and seams, so the image is cut down to the largest rectangle
+    of real ground (small leftover holes are inpainted).
+    """
     p = Path(path)
     if not p.is_file():
         raise InputError(f"backdrop image not found: {p}")
-    img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-    if img is None or img.size == 0 or min(img.shape[:2]) < 16:
+    img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+    if img is None or img.size == 0 or img.ndim not in (2, 3) or min(img.shape[:2]) < 16:
         raise InputError(f"cannot read the backdrop image {p}", hint="give a PNG, JPEG or TIFF aerial photo")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    if img.dtype != np.uint8:  # 16-bit or float orthophotos
+        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    hole = np.zeros(img.shape[:2], bool)
+    if img.shape[2] == 4:
+        hole = img[..., 3] < 128
+    img = np.ascontiguousarray(img[..., :3])
+    flat = (img.min(axis=2) >= 250) | (img.max(axis=2) <= 4)
+    n, labels = cv2.connectedComponents(flat.astype(np.uint8), connectivity=4)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    hole |= np.isin(labels, edge[edge > 0])  # flat white/black touching the border: a no-data collar
+    hole = cv2.dilate(hole.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0  # and the rim around it
+    if hole.all():
+        raise InputError(f"the backdrop image {p} has no ground in it")
+    if hole.any():
+        scale = min(1.0, 256 / max(hole.shape))
+        valid = (~hole).astype(np.uint8)
+        small = cv2.resize(valid, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) == 1
+        t, l, b, r = _largest_valid_rect(small)
+        t, l = int(np.ceil(t / scale)), int(np.ceil(l / scale))
+        b, r = int(b / scale), int(r / scale)
+        if (b - t) * (r - l) >= 0.2 * hole.size and min(b - t, r - l) >= 16:
+            img, hole = img[t:b, l:r], hole[t:b, l:r]
+        if hole.any():
+            img = cv2.inpaint(img, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+    m = max(1, round(0.01 * min(img.shape[:2])))  # the outermost pixels of a mosaic are often smeared
+    return cv2.cvtColor(np.ascontiguousarray(img[m:-m, m:-m]), cv2.COLOR_BGR2RGB)
 
 
 def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.ndarray, float]:
@@ -198,7 +260,8 @@ def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.
     size, m, cell = world.size_m, world.semantic.shape[0], world.cell_m
     radius = max(30.0, 0.7 * alt)
     r_cells = max(2, int(radius / cell))
-    movers = [a for a in (world.car_poses(0.0)[0], world.boat_poses(0.0)[0], world.people_poses(0.0)[0]) if len(a)]
+    movers = [pose(0.0)[0] for pose in (world.car_poses, world.boat_poses, world.people_poses)]
+    movers = [a for a in movers if len(a)]
     movers_xy = np.vstack(movers) if movers else np.zeros((0, 2))
     centers = world.buildings.centers
     best: tuple[float, np.ndarray] | None = None
@@ -236,7 +299,9 @@ def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.
     return p, yaw
 
 
-def _prepare(shot: _Shot, spec: FlightSpec, cache: WorldCache, backdrop: np.ndarray | None, backdrop_name: str) -> None:
+def _prepare(
+    shot: _Shot, spec: FlightSpec, cache: WorldCache, backdrop: np.ndarray | None, backdrop_name: str
+) -> None:
     """Build (or fetch) the shot's world and fly its path: done lazily, right before its first frame."""
     fps = float(spec.fps)
     world = cache.get(shot.spec, spec.world_px, spec.world_res_m, backdrop, backdrop_name)
@@ -249,21 +314,22 @@ def _prepare(shot: _Shot, spec: FlightSpec, cache: WorldCache, backdrop: np.ndar
     traj, _ = fly(list(shot.spec.maneuvers), fps, start=(float(start[0]), float(start[1])), yaw=yaw,
                   alt=shot.spec.altitude_m, rng=rng, pre=shot.pre, post=shot.post)
     shot.world, shot.traj = world, traj
+    shot.place, shot.home = world.place, world.home
     shot.renderer = Renderer(world, spec.width, spec.height)
-    base = datetime(2024, 4, 1, 9, 0, 0) + timedelta(days=int(rng.integers(0, 180)), minutes=int(rng.integers(0, 540)))
-    shot.when = base
+    day, minute = int(rng.integers(0, 180)), int(rng.integers(0, 540))
+    shot.when = datetime(2024, 4, 1, 9, 0, 0) + timedelta(days=day, minutes=minute)
     shot.home_alt = float(rng.uniform(20, 400))
 
 
 # ------------------------------------------------------------------------------------------------ render
 def render_flight(
-    spec: FlightSpec, out_dir: Path, *, backdrop: Path | np.ndarray | None = None, progress: Progress | None = None,
-    cache: WorldCache | None = None, backdrop_name: str | None = None,
+    spec: FlightSpec, out_dir: Path, *, backdrop: Path | np.ndarray | None = None,
+    progress: Progress | None = None, cache: WorldCache | None = None, backdrop_name: str | None = None,
 ) -> Path:
-    """Render one flight: ``<name>.mp4`` (H.264, CFR), ``<name>.SRT`` and ``<name>.truth.json``; returns the mp4.
+    """Render one flight: ``<name>.mp4`` (H.264, CFR), ``<name>.SRT`` and ``<name>.truth.json``.
 
-    ``backdrop`` (an image path, or an RGB array) renders the ground from an aerial photo instead of procedural
-    land cover; ``cache`` shares generated worlds between flights.
+    Returns the mp4 path. ``backdrop`` (an image path, or an RGB array) renders the ground from an aerial
+    photo instead of procedural land cover; ``cache`` shares generated worlds between flights.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -314,17 +380,27 @@ def render_flight(
                 i, fps, own.when + timedelta(seconds=(i - own.start) / fps), own.world.home, own.home_alt,
                 float(t.x[j]), float(t.y[j]), float(t.alt[j]), float(t.yaw[j]), float(t.pitch[j]),
                 float(t.speed[j]), float(t.vz[j]), float(t.gain[j])))
-            for k, end in last_use.items():  # free what no later frame needs (worlds stay in the cache)
-                if end == i + 1:
-                    tl.shots[k].renderer = None
+            for k, end in last_use.items():
+                if end == i + 1:  # the shot is done: write down its truth and let its world go
+                    _finish_shot(tl.shots[k], owner_views, spec)
             if progress is not None and ((i + 1) % step == 0 or i + 1 == tl.n):
                 progress(spec.name, i + 1, tl.n)
-    srt_path = out_dir / f"{spec.name}.SRT"
-    write_srt(cues, fps, srt_path)
-    truth = _truth(spec, tl, owner_views, visible)
-    (out_dir / f"{spec.name}.truth.json").write_text(_dumps(truth), encoding="utf-8")
+    write_srt(cues, fps, out_dir / f"{spec.name}.SRT")
+    truth_path = out_dir / f"{spec.name}.truth.json"
+    tmp_truth = out_dir / f".{spec.name}.truth.json.partial"
+    tmp_truth.write_text(_dumps(_truth(spec, tl, visible)), encoding="utf-8")
+    os.replace(tmp_truth, truth_path)
     os.replace(tmp, mp4)  # last: an .mp4 present means its sidecars are complete
     return mp4
+
+
+def _finish_shot(shot: _Shot, views: list[InView], spec: FlightSpec) -> None:
+    shot.segments = []
+    start = shot.start
+    for k, (man, count) in enumerate(zip(shot.spec.maneuvers, shot.counts)):
+        shot.segments.append(_segment(shot.first_segment + k, start, start + count, shot, man, views, spec))
+        start += count
+    shot.world = shot.renderer = None  # the cache decides whether the world stays in memory
 
 
 # ------------------------------------------------------------------------------------------------ truth
@@ -332,22 +408,16 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, indent=1, ensure_ascii=False) + "\n"
 
 
-def _truth(spec: FlightSpec, tl: _Timeline, views: list[InView], visible: list[list[str]]) -> dict[str, Any]:
+def _truth(spec: FlightSpec, tl: _Timeline, visible: list[list[str]]) -> dict[str, Any]:
     fps = Fraction(spec.fps)
-    segments = []
-    for shot in tl.shots:
-        start = shot.start
-        for m_idx, (man, count) in enumerate(zip(shot.spec.maneuvers, shot.counts)):
-            seg = _segment(len(segments), start, start + count, shot, man, views, spec)
-            segments.append(seg)
-            start += count
+    segments = [seg for shot in tl.shots for seg in shot.segments]
     runs = []
     for i, classes in enumerate(visible):
         if runs and runs[-1]["classes"] == classes:
             runs[-1]["end_frame"] = i + 1
         else:
             runs.append({"start_frame": i, "end_frame": i + 1, "classes": classes})
-    first = tl.shots[0].world
+    first = tl.shots[0]
     return {
         "format": TRUTH_FORMAT,
         "video": f"{spec.name}.mp4",
@@ -363,8 +433,8 @@ def _truth(spec: FlightSpec, tl: _Timeline, views: list[InView], visible: list[l
         "fades": tl.fades,
         "fade_cut": False,
         "shots": [
-            {"start_frame": s.start, "end_frame": s.end, "place": s.world.place, "theme": s.spec.theme,
-             "home": {"lat": round(s.world.home[0], 6), "lon": round(s.world.home[1], 6)}}
+            {"start_frame": s.start, "end_frame": s.end, "place": s.place, "theme": s.spec.theme,
+             "home": {"lat": round(s.home[0], 6), "lon": round(s.home[1], 6)}}
             for s in tl.shots
         ],
         "segments": segments,
@@ -396,9 +466,14 @@ def _segment(index: int, s0: int, s1: int, shot: _Shot, man: Maneuver, views: li
 
     kinds = [world.buildings.kinds[i] for i, v in seen["building"].items() if v >= min_frames]
     noun = "building"
-    if kinds:
-        top = max(set(kinds), key=kinds.count)
-        noun = {"house": "house", "cabin": "cabin", "barn": "barn", "shed": "barn"}.get(top, "building")
+    if kinds and shot.spec.theme == "farmland":
+        noun = "farm"  # farmsteads mix barns, sheds and a house
+    elif kinds:
+        word = {"house": "house", "cabin": "cabin", "barn": "farm", "shed": "farm"}
+        votes = [word.get(k, "building") for k in kinds]
+        noun = max(sorted(set(votes)), key=votes.count)
+        if votes.count(noun) < 0.75 * len(votes):
+            noun = "building"
     on_sand = False
     people = [i for i, v in seen["person"].items() if v >= min_frames]
     if people:

@@ -25,7 +25,8 @@ class PeriodicNoise:
     """Fractal value noise on a torus of side ``size_m`` metres; ``feature_m`` is the coarsest blob size."""
 
     def __init__(
-        self, rng: np.random.Generator, size_m: float, feature_m: float, octaves: int = 4, persistence: float = 0.5
+        self, rng: np.random.Generator, size_m: float, feature_m: float, octaves: int = 4,
+        persistence: float = 0.5,
     ) -> None:
         self.grids: list[np.ndarray] = []
         self.amps: list[float] = []

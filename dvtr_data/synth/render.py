@@ -1,9 +1,10 @@
 """Frames: the ground texture projected through the camera, the moving objects drawn on top, then the air and
 the sensor (haze with distance, vignetting, auto-exposure drift).
 
-The ground is one ``cv2.warpPerspective`` per band of image rows (bilinear, with the torus wrap done by
-``BORDER_WRAP``); oblique views take their far rows from coarser mip levels so distant ground does not shimmer.
-The renderer also reports what is in view (land covers by area, object ids), which becomes the truth.
+The ground is one bilinear ``cv2.warpPerspective`` per band of image rows that share a mip level: oblique
+views take their far rows from coarser levels so distant ground does not shimmer, and ground that is magnified
+anyway is rendered at half size and upscaled. The renderer also reports what is in view (land covers by area,
+object ids), which becomes the truth.
 """
 
 from __future__ import annotations
@@ -63,7 +64,6 @@ class Renderer:
         self.haze[:] = HAZE_RGB
         gx, gy = np.meshgrid(np.linspace(0.5, width - 0.5, 32), np.linspace(0.5, height - 0.5, 18))
         self.samples = np.stack([gx.ravel(), gy.ravel(), np.ones(gx.size)], axis=1)
-        self.line_px = max(1, round(width / 640))
 
     # -------------------------------------------------------------------------------------------- ground
     def _bands(self, hinv: np.ndarray, pose: Pose) -> list[tuple[int, int, int, float]]:
@@ -82,10 +82,16 @@ class Renderer:
         gx = np.linalg.norm(g[1] - g[0], axis=1)
         gy = np.linalg.norm(g[2] - g[0], axis=1)
         texels = np.sqrt(gx * gy) / self.world.res_m
-        levels = np.clip(np.floor(np.log2(np.maximum(texels, 1e-6))), 0, len(self.world.levels) - 1).astype(int)
+        # Mip level: the nearest power of two of the texels one pixel spans (so a level is never minified by
+        # more than 1.4x: sharp enough, and cache-friendly). Ground magnified about 1.4x or more (level -1) has
+        # no detail at full resolution that half resolution lacks: it is rendered at half size and upscaled,
+        # a quarter of the warp work.
+        top = len(self.world.levels) - 1
+        levels = np.clip(np.round(np.log2(np.maximum(texels, 1e-6))), -1, top).astype(int)
         dist = np.sqrt(np.sum((g[0] - (pose.x, pose.y)) ** 2, axis=1) + pose.alt**2)
         haze = HAZE_MAX * (1.0 - np.exp(-dist / HAZE_RANGE_M))
-        return [(r0, min(h, r0 + step), int(levels[i]), float(haze[i])) for i, r0 in enumerate(range(0, h, step))]
+        starts = range(0, h, step)
+        return [(r0, min(h, r0 + step), int(lev), float(a)) for r0, lev, a in zip(starts, levels, haze)]
 
     def _ground(self, hmat: np.ndarray, pose: Pose) -> np.ndarray:
         world = self.world
@@ -97,17 +103,46 @@ class Renderer:
             if i < len(bands) and bands[i][2] == bands[start][2]:
                 continue
             r0, r1, lev = bands[start][0], bands[i - 1][1], bands[start][2]
+            half = lev < 0
+            lev = max(lev, 0)
             s = 2.0**lev
             res = world.res_m * s
             off = world.res_m * (s - 1) / 2
-            tex_to_map = np.array([[res, 0, off], [0, res, off], [0, 0, 1.0]])
-            shift = np.array([[1.0, 0, 0], [0, 1, r0], [0, 0, 1]])
-            m = np.linalg.inv(hmat @ tex_to_map) @ shift
-            cv2.warpPerspective(world.levels[lev], m, (self.w, r1 - r0), dst=frame[r0:r1],
-                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_WRAP)
+            to_tex = np.linalg.inv(hmat @ np.array([[res, 0, off], [0, res, off], [0, 0, 1.0]]))
+            if half:  # half-size pixel (x, y) is full-size (2x + 0.5, 2y + 0.5), as cv2.resize assumes
+                w, rows = self.w // 2, (r1 - r0) // 2
+                m = to_tex @ np.array([[2.0, 0, 0.5], [0, 2.0, r0 + 0.5], [0, 0, 1]])
+            else:
+                w, rows = self.w, r1 - r0
+                m = to_tex @ np.array([[1.0, 0, 0], [0, 1, r0], [0, 0, 1]])
+            src, m = self._in_range(m, lev, w, rows)
+            out = np.empty((rows, w, 3), np.uint8) if half else frame[r0:r1]
+            cv2.warpPerspective(src, m, (w, rows), dst=out, flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_WRAP)
+            if half:
+                cv2.resize(out, (self.w, r1 - r0), dst=frame[r0:r1], interpolation=cv2.INTER_LINEAR)
             start = i
         self._last_bands = bands
         return frame
+
+    def _in_range(self, m: np.ndarray, lev: int, cols: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pick the texture copy (plain, or rolled by half a period) and the whole-period shift under which
+        the band samples no pixel across the texture's edge: OpenCV's wrap-around border path is over twice
+        as slow as the in-range one. Falls back to wrapping when the band is wider than half the world."""
+        n = self.world.levels[lev].shape[0]
+        corners = np.array([[0, 0, 1], [cols - 1, 0, 1], [0, rows - 1, 1], [cols - 1, rows - 1, 1]], float)
+        q = corners @ m.T
+        if np.any(q[:, 2] <= 0):
+            return self.world.levels[lev], m
+        q = q[:, :2] / q[:, 2:3]
+        lo, hi = q.min(axis=0), q.max(axis=0)
+        for tex, d in ((self.world.levels[lev], 0.0), (self.world.rolled[lev], n / 2)):
+            k = np.floor((lo + d) / n)
+            a, b = lo + d - k * n, hi + d - k * n
+            if a.min() >= 0 and b.max() <= n - 2:
+                shift = np.array([[1.0, 0, d - k[0] * n], [0, 1, d - k[1] * n], [0, 0, 1]])
+                return tex, shift @ m
+        return self.world.levels[lev], m
 
     def _air(self, frame: np.ndarray) -> None:
         """Aerial perspective: distant ground fades towards the colour of the haze (bands of equal haze)."""
@@ -130,7 +165,9 @@ class Renderer:
         cv2.multiply(y, self.vignette, dst=y, scale=gain / 255.0)
 
     # -------------------------------------------------------------------------------------------- objects
-    def _copies(self, pos: np.ndarray, hmat: np.ndarray, margin_px: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _copies(
+        self, pos: np.ndarray, hmat: np.ndarray, margin_px: float
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Torus copies of object positions that land in (or near) the frame: (object idx, position, px)."""
         if not len(pos):
             return np.zeros(0, int), np.zeros((0, 2)), np.zeros((0, 2))
@@ -171,7 +208,7 @@ class Renderer:
 
         def boxes(c: np.ndarray, u: np.ndarray, length: np.ndarray, width: np.ndarray,
                   spec: list[tuple[float, float, float, float]]) -> np.ndarray:
-            """Quads (k, len(spec), 4, 2): along-axis fractions a0..a1, half-widths w0 (at a0) and w1 (at a1)."""
+            """Quads (k, len(spec), 4, 2): from a0 to a1 of the length, half-widths w0 (at a0), w1 (at a1)."""
             v = np.stack([-u[:, 1], u[:, 0]], axis=1)
             out = []
             for a0, a1, w0, w1 in spec:
@@ -197,14 +234,15 @@ class Renderer:
                 (-0.5, 0.22, 0.5, 0.5), (0.22, 0.5, 0.5, 0.0), (-0.28, 0.05, 0.3, 0.3)])
             quads[:, 2] += sun * 1.2
             q, _ = _project(hmat, quads)
+            qi = _fix(q)
             for k, i in enumerate(idx):
-                col = tuple(float(x) for x in b.colour[i])
-                dark = tuple(float(x) for x in b.colour[i] * 0.72)
+                col = b.colour[i].tolist()
+                dark = (b.colour[i] * 0.72).tolist()
                 self._blend(frame, q[k, 0], (200, 218, 224), 0.16)
                 self._blend(frame, q[k, 1], (236, 242, 244), 0.45)
                 self._blend(frame, q[k, 2], (10, 30, 40), 0.45)
                 for j, c in ((3, col), (4, col), (5, dark)):
-                    cv2.fillConvexPoly(frame, _fix(q[k, j]), c, cv2.LINE_AA, 4)
+                    cv2.fillConvexPoly(frame, qi[k, j], c, cv2.LINE_AA, 4)
 
         # cars: shadow, body, windscreen, rear window, roof
         pos, head = world.car_poses(t)
@@ -213,15 +251,17 @@ class Renderer:
         if len(idx):
             cars = world.cars
             quads = boxes(p, head[idx], cars.size[idx, 0], cars.size[idx, 1], [
-                (-0.5, 0.5, 0.5, 0.5), (-0.5, 0.5, 0.5, 0.5), (0.08, 0.3, 0.42, 0.38), (-0.38, -0.26, 0.4, 0.42),
-                (-0.26, 0.08, 0.44, 0.44)])
+                (-0.5, 0.5, 0.5, 0.5), (-0.5, 0.5, 0.5, 0.5), (0.08, 0.3, 0.42, 0.38),
+                (-0.38, -0.26, 0.4, 0.42), (-0.26, 0.08, 0.44, 0.44)])
             quads[:, 0] += sun * 1.3
             q, _ = _project(hmat, quads)
+            qi = _fix(q)
             for k, i in enumerate(idx):
                 col = cars.colour[i]
                 self._blend(frame, q[k, 0], (20, 20, 24), 0.55)
-                for j, c in ((1, col), (2, (34, 40, 48)), (3, (40, 46, 54)), (4, np.clip(col * 1.06, 0, 255))):
-                    cv2.fillConvexPoly(frame, _fix(q[k, j]), tuple(float(x) for x in c), cv2.LINE_AA, 4)
+                roof = np.clip(col * 1.06, 0, 255).tolist()
+                for j, c in ((1, col.tolist()), (2, (34, 40, 48)), (3, (40, 46, 54)), (4, roof)):
+                    cv2.fillConvexPoly(frame, qi[k, j], c, cv2.LINE_AA, 4)
 
         # people: a long thin shadow and a dot of a shirt with a head
         pos, _ = world.people_poses(t)
@@ -232,7 +272,8 @@ class Renderer:
             tip, _ = _project(hmat, p + sun * 1.7)
             for i, a, b2, s in zip(idx, _fix(px).tolist(), _fix(tip).tolist(), scale):
                 r = max(0.6, 0.28 * s)
-                cv2.line(frame, tuple(a), tuple(b2), (30, 34, 30), max(1, int(round(0.35 * s))), cv2.LINE_AA, 4)
+                thick = max(1, int(round(0.35 * s)))
+                cv2.line(frame, tuple(a), tuple(b2), (30, 34, 30), thick, cv2.LINE_AA, 4)
                 col = tuple(float(x) for x in world.people.colour[i])
                 cv2.circle(frame, tuple(a), int(round(r * 16)), col, -1, cv2.LINE_AA, 4)
                 cv2.circle(frame, tuple(a), int(round(r * 8)), (60, 45, 35), -1, cv2.LINE_AA, 4)
@@ -245,7 +286,8 @@ class Renderer:
         size = self.world.size_m
         # re-centre the unwrapped camera position on the torus; the texture wraps, objects are copied
         origin = (math.floor(pose.x / size) * size, math.floor(pose.y / size) * size)
-        local = Pose(pose.x - origin[0], pose.y - origin[1], pose.alt, pose.yaw, pose.pitch, pose.roll, pose.gain)
+        local = Pose(pose.x - origin[0], pose.y - origin[1], pose.alt, pose.yaw, pose.pitch, pose.roll,
+                     pose.gain)
         hmat = ground_homography(local, self.k)
         frame = self._ground(hmat, local)
         seen = self._objects(frame, hmat, t)

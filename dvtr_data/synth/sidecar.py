@@ -8,7 +8,7 @@ match the flown path.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 from dvtr_data.telemetry.dji_srt import EARTH_RADIUS_M, TelemetryCue, write_dji_fly_srt
@@ -31,8 +31,8 @@ def latlon_to_metres(home: tuple[float, float], lat: float, lon: float) -> tuple
 
 
 def make_cue(
-    i: int, fps: float, when: datetime, home: tuple[float, float], home_alt: float, x: float, y: float, alt: float,
-    yaw: float, pitch: float, speed_h: float, speed_v: float, gain: float,
+    i: int, fps: float, when: datetime, home: tuple[float, float], home_alt: float, x: float, y: float,
+    alt: float, yaw: float, pitch: float, speed_h: float, speed_v: float, gain: float,
 ) -> TelemetryCue:
     """Cue of video frame ``i`` (0-based) with the camera state of that frame."""
     lat, lon = metres_to_latlon(home, x, y)
@@ -62,8 +62,5 @@ def make_cue(
 
 
 def write_srt(cues: list[TelemetryCue], fps: float, path: Path) -> None:
+    """The DJI Fly ``<font>`` layout that the newest DJI drones write, via the project's own writer."""
     write_dji_fly_srt(cues, fps, path)
-
-
-def frame_time(start: datetime, i: int, fps: float) -> datetime:
-    return start + timedelta(seconds=i / fps)

@@ -2,9 +2,9 @@
 
 The world is a square torus (it wraps at its edges), so a camera can fly any path for any time without leaving
 it. Everything static is baked once into one big RGB ground texture (plus a mip pyramid for oblique views);
-the moving objects (cars on roads, boats on water, people on open ground) are kept as analytic tracks and drawn
-per frame by the renderer. A coarse semantic map (one cell = 8 texture pixels) is the ground truth for what
-land cover is where.
+the moving objects (cars on roads, boats on water, people on open ground) are kept as analytic tracks and
+drawn per frame by the renderer. A coarse semantic map (one cell = 8 texture pixels) is the ground truth for
+what land cover is where.
 
 Coordinates: "map metres", x east and y south (so texture pixel = metres / ``res_m``).
 """
@@ -27,22 +27,23 @@ CELL_PX = 8  # texture pixels per semantic cell
 CHUNK_ROWS = 512
 
 _ROOF_COLOURS = np.array(
-    [[168, 82, 58], [150, 60, 48], [72, 74, 80], [104, 80, 62], [168, 168, 162], [92, 102, 116], [190, 110, 70]],
+    [[168, 82, 58], [150, 60, 48], [72, 74, 80], [104, 80, 62], [168, 168, 162], [92, 102, 116],
+     [190, 110, 70]],
     np.float32,
 )
 _CAR_COLOURS = np.array(
-    [[235, 235, 235], [25, 25, 28], [140, 140, 145], [180, 30, 30], [30, 60, 150], [200, 200, 205], [60, 90, 60],
-     [220, 170, 40], [100, 20, 25], [245, 245, 240]],
+    [[235, 235, 235], [25, 25, 28], [140, 140, 145], [180, 30, 30], [30, 60, 150], [200, 200, 205],
+     [60, 90, 60], [220, 170, 40], [100, 20, 25], [245, 245, 240]],
     np.float32,
 )
 _SHIRT_COLOURS = np.array(
-    [[220, 40, 40], [240, 240, 240], [30, 30, 35], [40, 90, 200], [250, 200, 40], [40, 160, 80], [240, 120, 40],
-     [200, 80, 160]],
+    [[220, 40, 40], [240, 240, 240], [30, 30, 35], [40, 90, 200], [250, 200, 40], [40, 160, 80],
+     [240, 120, 40], [200, 80, 160]],
     np.float32,
 )
 _FIELD_PALETTE = np.array(
-    [[76, 124, 48], [118, 150, 66], [196, 176, 104], [178, 160, 112], [124, 98, 74], [96, 78, 60], [148, 140, 94],
-     [206, 196, 78], [94, 134, 58]],
+    [[76, 124, 48], [118, 150, 66], [196, 176, 104], [178, 160, 112], [124, 98, 74], [96, 78, 60],
+     [148, 140, 94], [206, 196, 78], [94, 134, 58]],
     np.float32,
 )
 
@@ -58,11 +59,14 @@ class Road:
     paved: bool
     cum: np.ndarray = field(init=False)
     closed: np.ndarray = field(init=False)
+    tangents: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.closed = np.vstack([self.pts, self.pts[:1] + self.period])
-        seg = np.linalg.norm(np.diff(self.closed, axis=0), axis=1)
+        d = np.diff(self.closed, axis=0)
+        seg = np.linalg.norm(d, axis=1)
         self.cum = np.concatenate([[0.0], np.cumsum(seg)])
+        self.tangents = d / np.maximum(seg, 1e-9)[:, None]
 
     @property
     def length(self) -> float:
@@ -71,12 +75,9 @@ class Road:
     def at(self, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Positions and unit tangents at arc lengths ``s`` (any real numbers; the loop repeats)."""
         s = np.mod(s, self.length)
-        x = np.interp(s, self.cum, self.closed[:, 0])
-        y = np.interp(s, self.cum, self.closed[:, 1])
         i = np.clip(np.searchsorted(self.cum, s, side="right") - 1, 0, len(self.pts) - 1)
-        d = self.closed[i + 1] - self.closed[i]
-        d /= np.linalg.norm(d, axis=1, keepdims=True) + 1e-9
-        return np.stack([x, y], axis=1), d
+        t = self.tangents[i]
+        return self.closed[i] + t * (s - self.cum[i])[:, None], t
 
     def extended(self, reps: int = 1) -> np.ndarray:
         """The polyline repeated ``reps`` periods before and after, for drawing across the wrap."""
@@ -134,6 +135,7 @@ class World:
     res_m: float
     size_px: int
     levels: list[np.ndarray]  # RGB uint8 texture pyramid, level 0 first
+    rolled: list[np.ndarray]  # the same levels rolled by half a period, see `Renderer._ground`
     semantic: np.ndarray  # (M, M) uint8 land cover with ROAD on top
     roads: list[Road]
     buildings: Buildings
@@ -147,6 +149,10 @@ class World:
     @property
     def size_m(self) -> float:
         return self.size_px * self.res_m
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in self.levels) * 2 + self.semantic.nbytes
 
     @property
     def cell_m(self) -> float:
@@ -239,7 +245,9 @@ def _fill_poly(img: np.ndarray, pts_px: np.ndarray, colour, n: int, aa: bool = F
         cv2.fillConvexPoly(img, _fix(pts_px + (dx, dy)), colour, cv2.LINE_AA if aa else cv2.LINE_8, 3)
 
 
-def _circles(img: np.ndarray, centers_px: np.ndarray, radii_px: np.ndarray, colours, n: int, aa: bool = True) -> None:
+def _circles(
+    img: np.ndarray, centers_px: np.ndarray, radii_px: np.ndarray, colours, n: int, aa: bool = True
+) -> None:
     """Many filled circles, drawn in order, with their torus copies where they cross an edge."""
     if not len(centers_px):
         return
@@ -263,15 +271,20 @@ def _circles(img: np.ndarray, centers_px: np.ndarray, radii_px: np.ndarray, colo
         cv2.circle(img, (x, y), r, col, -1, line, 3)
 
 
-def _curve_values(rng: np.random.Generator, size: float, u: np.ndarray, base: float, amp: float) -> np.ndarray:
+def _curve_values(
+    rng: np.random.Generator, size: float, u: np.ndarray, base: float, amp: float
+) -> np.ndarray:
     """A smooth periodic function of ``u``: ``base + sum_k a_k sin(2 pi k u / size + phi_k)``."""
     v = np.full(u.shape, base, np.float64)
     for k in (1, 2, 3):
-        v += amp / k**1.3 * rng.uniform(0.4, 1.0) * np.sin(2 * np.pi * k * u / size + rng.uniform(0, 2 * np.pi))
+        a, phase = amp / k**1.3 * rng.uniform(0.4, 1.0), rng.uniform(0, 2 * np.pi)
+        v += a * np.sin(2 * np.pi * k * u / size + phase)
     return v
 
 
-def _periodic_curve(rng: np.random.Generator, size: float, base: float, amp: float, step: float = 2.0) -> np.ndarray:
+def _periodic_curve(
+    rng: np.random.Generator, size: float, base: float, amp: float, step: float = 2.0
+) -> np.ndarray:
     """Points (u, v) of a closed wrapping curve sampled every ``step`` metres along u."""
     u = np.arange(0.0, size - 1e-6, step)
     return np.stack([u, _curve_values(rng, size, u, base, amp)], axis=1)
@@ -288,7 +301,8 @@ def _rect(center: np.ndarray, along: np.ndarray, length: float, width: float) ->
     u = along / (np.linalg.norm(along) + 1e-9)
     v = np.array([-u[1], u[0]])
     hl, hw = length / 2, width / 2
-    return np.array([center - u * hl - v * hw, center + u * hl - v * hw, center + u * hl + v * hw, center - u * hl + v * hw])
+    return np.array([center - u * hl - v * hw, center + u * hl - v * hw, center + u * hl + v * hw,
+                     center - u * hl + v * hw])
 
 
 # ------------------------------------------------------------------------------------------------ land cover
@@ -306,7 +320,8 @@ def _land_cover(ctx: _Ctx) -> tuple[np.ndarray, list[Road], str, np.ndarray | No
     def quant(a: np.ndarray, frac: float) -> np.ndarray:
         return a > np.quantile(a, 1.0 - frac)
 
-    def winding(vertical: bool, amp: float, width: float, paved: bool, avoid: np.ndarray | None = None) -> Road:
+    def winding(vertical: bool, amp: float, width: float, paved: bool, avoid: np.ndarray | None = None
+                ) -> Road:
         best = None
         for _ in range(6 if avoid is not None else 1):
             curve = _periodic_curve(rng, size, rng.uniform(0, size), amp)
@@ -431,7 +446,10 @@ _KIND_DIMS = {  # length range, width range, height range
 }
 
 
-def _place_buildings(ctx: _Ctx, cover: np.ndarray, semantic: np.ndarray, roads: list[Road]) -> Buildings:
+def _place_buildings(
+    ctx: _Ctx, cover: np.ndarray, semantic: np.ndarray, roads: list[Road]
+) -> tuple[Buildings, np.ndarray]:
+    """Houses along roads, farmsteads, lone cabins; also the mask of cells they (and their yards) take."""
     rng, m = ctx.rng, ctx.m
     occ = np.zeros((m, m), np.uint8)
     corners: list[np.ndarray] = []
@@ -512,12 +530,15 @@ def _place_buildings(ctx: _Ctx, cover: np.ndarray, semantic: np.ndarray, roads: 
             try_place(c, np.array([np.cos(ang), np.sin(ang)]), "cabin" if theme == "forest" else "house", 3.0)
     b = len(corners)
     return Buildings(
-        np.array(corners).reshape(b, 4, 2), np.array(heights), kinds, roofs, np.array(colours, np.float32).reshape(b, 3)
-    )
+        np.array(corners).reshape(b, 4, 2), np.array(heights), kinds, roofs,
+        np.array(colours, np.float32).reshape(b, 3),
+    ), occ
 
 
 # ------------------------------------------------------------------------------------------------ movers
-def _place_movers(ctx: _Ctx, semantic: np.ndarray, roads: list[Road], water_dist_m: np.ndarray) -> tuple[Cars, Boats, People]:
+def _place_movers(
+    ctx: _Ctx, semantic: np.ndarray, roads: list[Road], water_dist_m: np.ndarray
+) -> tuple[Cars, Boats, People]:
     rng, m, size = ctx.rng, ctx.m, ctx.size
     theme = ctx.theme
     car_per_km = {"farmland": 5, "forest": 4, "suburb": 12, "coast": 10, "lakeside": 6}[theme]
@@ -536,8 +557,8 @@ def _place_movers(ctx: _Ctx, semantic: np.ndarray, roads: list[Road], water_dist
             csize.append((length, rng.uniform(1.8, 2.1)))
             ccol.append(_CAR_COLOURS[rng.integers(len(_CAR_COLOURS))] * rng.uniform(0.9, 1.05))
     kc = len(road_idx)
-    cars = Cars(np.array(road_idx, int), np.array(s0), np.array(speed), np.array(lane), np.array(csize).reshape(kc, 2),
-                np.array(ccol, np.float32).reshape(kc, 3))
+    cars = Cars(np.array(road_idx, int), np.array(s0), np.array(speed), np.array(lane),
+                np.array(csize).reshape(kc, 2), np.array(ccol, np.float32).reshape(kc, 3))
 
     # Boats loop on circles that stay inside open water.
     n_boats = {"farmland": 0, "forest": 2, "suburb": 0, "coast": 7, "lakeside": 4}[theme]
@@ -560,10 +581,11 @@ def _place_movers(ctx: _Ctx, semantic: np.ndarray, roads: list[Road], water_dist
         bp.append(rng.uniform(0, 2 * np.pi))
         length = rng.uniform(5, 11)
         bs.append((length, length * rng.uniform(0.32, 0.4)))
-        bcol.append(np.array([240, 240, 236], np.float32) if rng.random() < 0.7 else _CAR_COLOURS[rng.integers(10)])
+        white = rng.random() < 0.7
+        bcol.append(np.array([240, 240, 236], np.float32) if white else _CAR_COLOURS[rng.integers(10)])
     kb = len(bc)
-    boats = Boats(np.array(bc).reshape(kb, 2), np.array(br), np.array(bo), np.array(bp), np.array(bs).reshape(kb, 2),
-                  np.array(bcol, np.float32).reshape(kb, 3))
+    boats = Boats(np.array(bc).reshape(kb, 2), np.array(br), np.array(bo), np.array(bp),
+                  np.array(bs).reshape(kb, 2), np.array(bcol, np.float32).reshape(kb, 3))
 
     # People stroll back and forth on open ground, in little groups, near water where there is some.
     n_people = {"farmland": 5, "forest": 4, "suburb": 14, "coast": 40, "lakeside": 24}[theme]
@@ -615,7 +637,9 @@ def _palette(ctx: _Ctx, water_name: str) -> dict[str, np.ndarray]:
     }
 
 
-def _field_layers(ctx: _Ctx, polys: list[np.ndarray], px_m: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _field_layers(
+    ctx: _Ctx, polys: list[np.ndarray], px_m: float
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Field id per pixel (pixels of ``px_m`` metres), plus per-field colours, row directions and spacings."""
     rng = ctx.rng
     n = int(round(ctx.size / px_m))
@@ -652,7 +676,9 @@ def _field_layers(ctx: _Ctx, polys: list[np.ndarray], px_m: float) -> tuple[np.n
     return fid, props
 
 
-def _compose(ctx: _Ctx, cover: np.ndarray, pal: dict[str, np.ndarray], polys: list[np.ndarray] | None) -> np.ndarray:
+def _compose(
+    ctx: _Ctx, cover: np.ndarray, pal: dict[str, np.ndarray], polys: list[np.ndarray] | None
+) -> np.ndarray:
     """The land-cover texture.
 
     Land cover varies smoothly, so it is composed at half the texture resolution (4x less work) and upsampled;
@@ -811,9 +837,11 @@ def _draw_roofs(tex: np.ndarray, b: Buildings, ctx: _Ctx, sun_dir: np.ndarray) -
             inset = _rect(rect.mean(axis=0), u, length - 1.2, width - 1.2)
             _fill_poly(tex, inset / res, tuple(float(x) for x in colour * 0.93), n, aa=True)
             for _ in range(int(rng.integers(1, 4))):
-                cc = rect.mean(axis=0) + u * rng.uniform(-0.3, 0.3) * np.linalg.norm(c1 - c0) + v * rng.uniform(-0.3, 0.3) * width
+                cc = rect.mean(axis=0) + u * rng.uniform(-0.3, 0.3) * length
+                cc = cc + v * rng.uniform(-0.3, 0.3) * width
                 box = _rect(cc, u, rng.uniform(1.2, 2.5), rng.uniform(1.2, 2.0))
-                _fill_poly(tex, (box + sun_dir * -0.6) / res, tuple(float(x) for x in colour * 0.6), n, aa=True)
+                dark = tuple(float(x) for x in colour * 0.6)
+                _fill_poly(tex, (box - sun_dir * 0.6) / res, dark, n, aa=True)
                 _fill_poly(tex, box / res, (205, 205, 200), n, aa=True)
             continue
         m_a, m_b = (c0 + c3) / 2, (c1 + c2) / 2
@@ -826,8 +854,9 @@ def _draw_roofs(tex: np.ndarray, b: Buildings, ctx: _Ctx, sun_dir: np.ndarray) -
             _fill_poly(tex, np.array([c1, c2, rb]) / res, shade(u), n, aa=True)
         ridge = np.array([ra, rb]) / res
         for dx, dy in _offsets(ridge, n):
-            cv2.polylines(tex, [_fix(ridge + (dx, dy))], False, tuple(float(x) for x in np.clip(colour * 1.15, 0, 255)),
-                          max(1, int(round(0.25 / res))), cv2.LINE_AA, 3)
+            light = tuple(float(x) for x in np.clip(colour * 1.15, 0, 255))
+            thick = max(1, int(round(0.25 / res)))
+            cv2.polylines(tex, [_fix(ridge + (dx, dy))], False, light, thick, cv2.LINE_AA, 3)
 
 
 def _draw_crowns(tex: np.ndarray, trees: np.ndarray, ctx: _Ctx, sun_dir: np.ndarray) -> None:
@@ -933,7 +962,7 @@ def build_world(
         roads = [r for r in roads if r.paved][:2]
     semantic = cover.copy()
     _rasterise_roads(semantic, roads, ctx)
-    buildings = _place_buildings(ctx, cover, semantic, roads)
+    buildings, taken = _place_buildings(ctx, cover, semantic, roads)
     water = cover == WATER
     water_dist = (periodic_distance(water) * ctx.cell).astype(np.float32)
     road_dist = (periodic_distance(semantic != ROAD) * ctx.cell).astype(np.float32)
@@ -944,13 +973,9 @@ def build_world(
     sun_dir = np.array([np.sin(az), -np.cos(az)])  # towards the sun, map coordinates
     sun_shadow = -sun_dir / np.tan(el)
 
-    occ = np.ones_like(cover, bool)
-    for rect in buildings.corners:
-        ij = np.floor(np.mod(rect.mean(axis=0), ctx.size) / ctx.cell).astype(int) % ctx.m
-        occ[max(0, ij[1] - 2):ij[1] + 3, max(0, ij[0] - 2):ij[0] + 3] = False
     if photo is None:
         tex = _compose(ctx, cover, _palette(ctx, water_name), polys)
-        trees = _trees(ctx, semantic, road_dist, occ)
+        trees = _trees(ctx, semantic, road_dist, taken == 0)
     else:
         tex = photo
         trees = np.zeros((0, 4))
@@ -963,9 +988,12 @@ def build_world(
     if photo is None:
         _grain(tex, ctx, 5.0)
     home = (float(rng.uniform(36.0, 55.0)), float(rng.uniform(-8.0, 28.0)))
+    place = f"{theme}-{place_seed}" if backdrop is None else f"{backdrop_name}-{theme}-{place_seed}"
+    levels = _pyramid(tex)
+    rolled = [np.roll(a, (a.shape[0] // 2, a.shape[1] // 2), axis=(0, 1)) for a in levels]
     return World(
-        theme=theme, place=f"{theme}-{place_seed}" if backdrop is None else f"{backdrop_name}-{theme}-{place_seed}",
-        place_seed=place_seed, res_m=res_m, size_px=size_px, levels=_pyramid(tex), semantic=semantic, roads=roads,
+        theme=theme, place=place, place_seed=place_seed, res_m=res_m, size_px=size_px, levels=levels,
+        rolled=rolled, semantic=semantic, roads=roads,
         buildings=buildings, cars=cars, boats=boats, people=people, sun_shadow=sun_shadow, home=home,
         water_name=water_name,
     )
