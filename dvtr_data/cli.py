@@ -264,6 +264,16 @@ def demo_cmd(
         raise PartialFailure(f"{result.failed} flight(s) failed in the demo")
 
 
+def _register_stage_commands() -> None:
+    """Commands of the later stages live in their own modules; they import this one for the error boundary."""
+    from dvtr_data.cli_precaption import precaption_app
+
+    app.add_typer(precaption_app, name="precaption")
+
+
+_register_stage_commands()
+
+
 def main() -> None:
     app()
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -118,6 +119,11 @@ class ProcessExecutor:
     def __init__(self, workers: int | None = None, stall_timeout: float = 120.0, start_method: str = "forkserver"):
         self.workers = max(1, workers or os.cpu_count() or 1)
         self.stall_timeout = stall_timeout
+        main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+        if start_method != "fork" and main_file and not os.path.exists(main_file):
+            # forkserver/spawn re-import __main__ by path in the child; a script fed on stdin (`python - <<EOF`)
+            # or an embedded interpreter has none, so fall back to fork there.
+            start_method = "fork"
         self.ctx = mp.get_context(start_method)
 
     def run(self, fn, items, on_progress=None):

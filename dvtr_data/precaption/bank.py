@@ -118,7 +118,7 @@ def _class_sentences(cls: SceneClass, quota: dict[str, int]) -> list[str]:
     nouns = [np_ for _, np_ in places]
     patterns = {
         "clause_place": [f"{c} {p} {n}" for c in clauses for p, n in places],
-        "clause_place_time": [f"{c} {p} {n}{t}" for c in clauses for p, n in places for t in set(TIMES) if t],
+        "clause_place_time": [f"{c} {p} {n}{t}" for c in clauses for p, n in places for t in dict.fromkeys(TIMES) if t],
         "view_where": [f"{v} of {n} where {c}" for v in VIEWS for n in nouns for c in clauses],
         "motion_where": [f"{m} {n} where {c}" for m in MOTIONS for n in nouns for c in clauses],
         "view_with": [f"{v} of {n} with {a} and {b}" for v in VIEWS for n in nouns for a in features for b in features
@@ -341,6 +341,11 @@ def load_banks(sources: Iterable[str | Path], *, fmt: str = "auto", text_column:
 # ----------------------------------------------------------------------------------------------------------------
 # the embedding cache
 # ----------------------------------------------------------------------------------------------------------------
+def bank_cache_path(cache_dir: Path, identity: Any, digest: str) -> Path:
+    """Where the embeddings of a bank (by content hash) under one model (by identity and config) are cached."""
+    return Path(cache_dir) / identity.key / f"{identity.config_hash}-{digest[:32]}.npy"
+
+
 def cached_text_embeddings(
     texts: Sequence[str],
     digest: str,
@@ -354,7 +359,7 @@ def cached_text_embeddings(
     """
     from dvtr_data.dataset import atomic_path
 
-    path = Path(cache_dir) / encoder.identity.key / f"{encoder.identity.config_hash}-{digest[:32]}.npy"
+    path = bank_cache_path(cache_dir, encoder.identity, digest)
     if path.is_file():
         try:
             vectors = np.load(path, allow_pickle=False)

@@ -16,6 +16,7 @@ import contextlib
 import difflib
 import hashlib
 import json
+import logging
 import os
 import re
 import socket
@@ -241,6 +242,23 @@ def _config_hash(model_cfg: dict[str, Any], overrides: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+class _DropRootWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    """open_clip logs through the root logger ("initialized randomly" and the like); the identity says it better."""
+    root = logging.getLogger()
+    quiet = _DropRootWarnings()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)
+
+
 def _pick_device(device: str) -> str:
     import torch
 
@@ -281,7 +299,18 @@ class ClipEncoder:
         self._shift = (-mean / std).view(1, 3, 1, 1).to(self.device)
         self._input_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
         self.logit_scale = float(model.logit_scale.exp().item()) if hasattr(model, "logit_scale") else 100.0
-        self.trim_text = _can_trim_text(self)
+        self._trim: bool | None = None
+
+    @property
+    def trim_text(self) -> bool:
+        """Whether texts may skip their padding (checked once, on first use: a run with cached banks never pays)."""
+        if self._trim is None:
+            self._trim = _can_trim_text(self)
+        return self._trim
+
+    @trim_text.setter
+    def trim_text(self, value: bool) -> None:
+        self._trim = value
 
     def _autocast(self):
         import torch
@@ -393,11 +422,27 @@ def _can_trim_text(enc: ClipEncoder) -> bool:
         return False
 
 
-def load_encoder(spec: ModelSpec) -> ClipEncoder:
-    """Build the encoder the user named, or raise `ModelError`/`UsageError` at once with what to do."""
+@dataclass(frozen=True)
+class EncoderPlan:
+    """Everything about a model that is known before it is built: checked, resolved, identified.
+
+    Planning is cheap (no weights are read, except hashing a checkpoint file), so the stage knows which clips need
+    embedding, and at which frame geometry, while the model is still loading.
+    """
+
+    spec: ModelSpec
+    arch: str
+    device: str
+    weights_file: str | None
+    overrides: dict[str, Any]
+    identity: ModelIdentity
+    geometry: FrameGeometry  # what open_clip's preprocessing will ask for (checked after building)
+
+
+def plan_encoder(spec: ModelSpec) -> EncoderPlan:
+    """Check the request and find the weights; raise `ModelError`/`UsageError` at once with what to do."""
     spec.check()
     import open_clip
-    import torch
 
     device = _pick_device(spec.device)
     if spec.precision == "fp16" and device == "cpu":
@@ -436,32 +481,6 @@ def load_encoder(spec: ModelSpec) -> ClipEncoder:
             overrides["force_quick_gelu"] = True  # the weights were trained with QuickGELU
     else:
         weights = f"random-s{spec.seed}"
-
-    open_clip_precision = "fp32" if spec.precision.startswith("amp") else spec.precision
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(spec.seed)  # random weights are reproducible, so their identity is honest
-            model = open_clip.create_model(
-                arch, pretrained=weights_file, precision=open_clip_precision, device=device,
-                cache_dir=os.fspath(spec.cache_dir) if spec.cache_dir else None, weights_only=True, **overrides,
-            )
-    except ModelError:
-        raise
-    except Exception as exc:
-        text = " ".join(str(exc).split())
-        if "weights_only" in text.lower() or "unpickl" in text.lower():
-            raise ModelError(f"{weights_file}: refused to load: the file holds more than tensors ({text[:200]})",
-                             hint="export a plain state_dict (torch.save(model.state_dict(), path))") from exc
-        if "state_dict" in text or "size mismatch" in text:
-            raise ModelError(f"{weights_file}: these weights do not fit model config {arch} ({text[:240]})",
-                             hint="pass the --model the checkpoint was trained with") from exc
-        raise ModelError(f"cannot build {arch} with weights {weights}: {text[:300]}") from exc
-    model.eval()
-    try:
-        tokenizer = open_clip.get_tokenizer(arch)
-    except Exception as exc:
-        raise ModelError(f"cannot load the tokenizer of {arch}: {' '.join(str(exc).split())[:300]}",
-                         hint="its tokenizer must be in the Hugging Face cache when offline") from exc
     resolved_cfg = dict(model_cfg, quick_gelu=bool(model_cfg.get("quick_gelu") or overrides.get("force_quick_gelu")))
     identity = ModelIdentity(
         arch=arch,
@@ -471,4 +490,47 @@ def load_encoder(spec: ModelSpec) -> ClipEncoder:
         precision=spec.precision,
         embed_dim=int(model_cfg["embed_dim"]),
     )
-    return ClipEncoder(model, tokenizer, identity, device, spec.precision)
+    size = model_cfg.get("vision_cfg", {}).get("image_size", 224)
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    geometry = FrameGeometry((int(size[0]), int(size[1])),
+                             overrides.get("force_preprocess_cfg", {}).get("resize_mode", "shortest"))
+    return EncoderPlan(spec, arch, device, weights_file, overrides, identity, geometry)
+
+
+def build_encoder(plan: EncoderPlan) -> ClipEncoder:
+    """Create the model of a plan (the slow part: weights are read or initialised)."""
+    import open_clip
+    import torch
+
+    spec, arch, weights_file = plan.spec, plan.arch, plan.weights_file
+    open_clip_precision = "fp32" if spec.precision.startswith("amp") else spec.precision
+    try:
+        with torch.random.fork_rng(devices=[]), _quiet_root_logger():
+            torch.manual_seed(spec.seed)  # random weights are reproducible, so their identity is honest
+            model = open_clip.create_model(
+                arch, pretrained=weights_file, precision=open_clip_precision, device=plan.device,
+                cache_dir=os.fspath(spec.cache_dir) if spec.cache_dir else None, weights_only=True, **plan.overrides,
+            )
+    except ModelError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        if "weights_only" in text.lower() or "unpickl" in text.lower():
+            raise ModelError(f"{weights_file}: refused to load: the file holds more than tensors ({text[:200]})",
+                             hint="export a plain state_dict (torch.save(model.state_dict(), path))") from exc
+        if weights_file:
+            raise ModelError(f"{weights_file}: these weights do not fit model config {arch} ({text[:240]})",
+                             hint="pass the --model the weights were trained with") from exc
+        raise ModelError(f"cannot build {arch} with weights {plan.identity.weights}: {text[:300]}") from exc
+    model.eval()
+    try:
+        tokenizer = open_clip.get_tokenizer(arch)
+    except Exception as exc:
+        raise ModelError(f"cannot load the tokenizer of {arch}: {' '.join(str(exc).split())[:300]}",
+                         hint="its tokenizer must be in the Hugging Face cache when offline") from exc
+    return ClipEncoder(model, tokenizer, plan.identity, plan.device, spec.precision)
+
+
+def load_encoder(spec: ModelSpec) -> ClipEncoder:
+    """Plan and build the encoder the user named."""
+    return build_encoder(plan_encoder(spec))

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import multiprocessing as mp
 import os
 import queue
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -209,66 +211,113 @@ def sample_frames(job: SampleJob, geometry: FrameGeometry) -> SampledFrames:
 # ----------------------------------------------------------------------------------------------------------------
 # guarded worker processes
 # ----------------------------------------------------------------------------------------------------------------
-def _worker_main(conn, geometry: FrameGeometry, sample_fn) -> None:
-    """A decode worker: answer each job with a `SampledFrames`. Ctrl-C is the parent's to handle."""
+def _worker_main(fd: int) -> None:
+    """A decode worker: answer each job with a `SampledFrames`. Ctrl-C is the parent's to handle.
+
+    Started as a plain ``python -c`` subprocess talking over an inherited socket, not through multiprocessing's
+    spawn, which re-imports the caller's ``__main__`` (a notebook, stdin, an unguarded script) in every worker.
+    """
+    from multiprocessing.connection import Connection
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    conn = Connection(fd)
+    try:
+        sys.path[:] = conn.recv()  # first the parent's import path, so the sample function below can be found
+        sample_fn = conn.recv()
+        with contextlib.suppress(ImportError):  # import the decoders now, so no clip's timeout pays for it
+            import av  # noqa: F401
+            import decord  # noqa: F401
+        conn.send("ready")
+    except (EOFError, OSError):
+        return
     while True:
         try:
-            job = conn.recv()
+            message = conn.recv()
         except (EOFError, OSError):
             return
-        if job is None:
+        if message is None:
             return
+        job, geometry = message
         conn.send(sample_fn(job, geometry))
 
 
+_WORKER_CODE = "import sys; from dvtr_data.precaption.sampling import _worker_main; _worker_main(int(sys.argv[1]))"
+
+
 class _Worker:
-    def __init__(self, ctx, geometry: FrameGeometry, sample_fn) -> None:
-        self.conn, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child, geometry, sample_fn), daemon=True)
-        self.proc.start()
-        child.close()
+    def __init__(self, sample_fn) -> None:
+        from multiprocessing.connection import Connection
+
+        mine, theirs = socket.socketpair()
+        try:
+            self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE, str(theirs.fileno())],
+                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
+        finally:
+            theirs.close()
+        self.conn = Connection(mine.detach())
+        self.conn.send(list(sys.path))
+        self.conn.send(sample_fn)
         self.jobs = 0
+        self.ready = False
+
+    @property
+    def exitcode(self) -> int | None:
+        return self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc.is_alive() and not kill:
+        if self.alive() and not kill:
             with contextlib.suppress(OSError, ValueError):
                 self.conn.send(None)
-            self.proc.join(timeout=2)
-        if self.proc.is_alive():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=2)
+        if self.alive():
             self.proc.kill()
-            self.proc.join(timeout=5)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=5)
         with contextlib.suppress(OSError):
             self.conn.close()
 
 
 _DONE = object()
+STARTUP_TIMEOUT = 120.0  # a worker importing numpy, PyAV and decord on a loaded machine
 
 
 class DecodePool:
     """``workers`` decode processes fed by parent threads; results come back in completion order.
 
     Overlap: the threads keep the workers decoding while the caller runs the model, up to ``prefetch`` decoded clips
-    waiting. ``timeout`` bounds one clip's decode; ``recycle`` restarts a worker after that many clips, because
-    decord's memory grows over long runs.
+    waiting; a caller that wants the cores to itself clears ``gate`` meanwhile (workers finish the clip in hand).
+    ``timeout`` bounds one clip's decode (a new worker's imports are not counted); ``recycle`` restarts a worker
+    after that many clips, because decord's memory grows over long runs.
     """
 
-    def __init__(self, geometry: FrameGeometry, *, workers: int = 1, timeout: float = 60.0, prefetch: int = 16,
-                 recycle: int = 500, start_method: str = "spawn", sample_fn=sample_frames) -> None:
+    def __init__(self, geometry: FrameGeometry | None = None, *, workers: int = 1, timeout: float = 60.0, prefetch: int = 16,
+                 recycle: int = 500, sample_fn=sample_frames) -> None:
         self.geometry = geometry
         self.workers = max(1, workers)
         self.timeout = timeout
         self.prefetch = max(1, prefetch)
         self.recycle = recycle
-        self.ctx = mp.get_context(start_method)
         self.sample_fn = sample_fn
-        self._stop = threading.Event()
+        self.gate = threading.Event()  # cleared: workers take no new clip (the caller wants the cores for itself)
+        self.gate.set()
+        self._stops: list[threading.Event] = []  # one per `start`; `close` sets them all
         self._live: set[_Worker] = set()
+        self._idle: list[_Worker] = []
         self._lock = threading.Lock()
+
+    def warm(self) -> DecodePool:
+        """Start the worker processes now (they import their decoders while the caller loads its model)."""
+        while len(self._idle) < self.workers:
+            self._idle.append(self._new_worker())
+        return self
 
     # the per-worker thread ---------------------------------------------------------------------------------------
     def _new_worker(self) -> _Worker:
-        w = _Worker(self.ctx, self.geometry, self.sample_fn)
+        w = _Worker(self.sample_fn)
         with self._lock:
             self._live.add(w)
         return w
@@ -280,14 +329,30 @@ class DecodePool:
         with self._lock:
             self._live.discard(w)
 
-    def _ask(self, w: _Worker, job: SampleJob) -> SampledFrames | str:
+    def _wait_ready(self, w: _Worker, stop: threading.Event) -> bool:
+        """Wait for a new worker's imports (not part of any clip's timeout)."""
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                if w.conn.poll(0.2):
+                    w.ready = w.conn.recv() == "ready"
+                    return w.ready
+            except (EOFError, OSError):
+                return False
+            if not w.alive():
+                return False
+        return False
+
+    def _ask(self, w: _Worker, job: SampleJob, stop: threading.Event) -> SampledFrames | str:
         """The worker's answer, or "timeout" / "died" (the worker is then unusable)."""
+        if not w.ready and not self._wait_ready(w, stop):
+            return "died"
         try:
-            w.conn.send(job)
+            w.conn.send((job, self.geometry))
         except (OSError, ValueError):
             return "died"
         deadline = time.monotonic() + self.timeout
-        while not self._stop.is_set():
+        while not stop.is_set():
             left = deadline - time.monotonic()
             if left <= 0:
                 return "timeout"
@@ -296,18 +361,18 @@ class DecodePool:
                     return w.conn.recv()
             except (EOFError, OSError):
                 return "died"
-            if not w.proc.is_alive() and not w.conn.poll(0):
+            if not w.alive() and not w.conn.poll(0):
                 return "died"
         return "died"
 
-    def _decode(self, slot: list[_Worker | None], job: SampleJob) -> SampledFrames:
+    def _decode(self, slot: list[_Worker | None], job: SampleJob, stop: threading.Event) -> SampledFrames:
         attempts = [job] if job.backend != "auto" else [job, replace(job, backend="pyav")]
         notes: list[str] = []
         for attempt in attempts:
             if slot[0] is None:
                 slot[0] = self._new_worker()
             w = slot[0]
-            answer = self._ask(w, attempt)
+            answer = self._ask(w, attempt, stop)
             if isinstance(answer, SampledFrames):
                 w.jobs += 1
                 if self.recycle and w.jobs >= self.recycle:
@@ -317,25 +382,29 @@ class DecodePool:
                 return answer
             self._retire(w, kill=True)
             slot[0] = None
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             what = (f"no answer in {self.timeout:g} s (hung decoder?)" if answer == "timeout"
-                    else f"the decoder process died (exit code {w.proc.exitcode})")
+                    else f"the decoder process died (exit code {w.exitcode})")
             notes.append(f"{attempt.backend if attempt.backend != 'auto' else 'decord'}: {what}")
         return SampledFrames(job.key, error="; ".join(notes) or "stopped", notes=notes)
 
-    def _serve(self, jobs: queue.Queue, results: queue.Queue) -> None:
-        slot: list[_Worker | None] = [None]
+    def _serve(self, jobs: queue.Queue, results: queue.Queue, stop: threading.Event) -> None:
+        with self._lock:
+            slot: list[_Worker | None] = [self._idle.pop() if self._idle else None]
         try:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 job = jobs.get()
                 if job is _DONE:
                     break
+                while not self.gate.wait(0.2):
+                    if stop.is_set():
+                        return
                 try:
-                    result = self._decode(slot, job)
+                    result = self._decode(slot, job, stop)
                 except Exception as exc:  # a bug here must not lose the clip: it becomes its error
                     result = SampledFrames(job.key, error=f"decode pool: {_one_line(exc)}")
-                while not self._stop.is_set():
+                while not stop.is_set():
                     try:
                         results.put(result, timeout=0.5)
                         break
@@ -345,12 +414,15 @@ class DecodePool:
             self._retire(slot[0])
 
     # the caller's side --------------------------------------------------------------------------------------------
-    def map_unordered(self, jobs: Iterable[SampleJob]) -> Iterator[SampledFrames]:
-        """Sample every job; yields each clip's frames as soon as they are decoded."""
+    def start(self, jobs: Iterable[SampleJob], geometry: FrameGeometry | None = None) -> Iterator[SampledFrames]:
+        """Begin sampling every job at ``geometry`` (default: the pool's) now; the returned iterator yields each
+        clip's frames as soon as they are decoded. Decoding runs ahead of the caller, up to ``prefetch`` clips."""
+        self.geometry = geometry or self.geometry
+        if self.geometry is None:
+            raise ValueError("DecodePool needs a frame geometry")
         todo = list(jobs)
-        if not todo:
-            return
-        self._stop.clear()
+        stop = threading.Event()
+        self._stops.append(stop)
         jobq: queue.Queue = queue.Queue()
         results: queue.Queue = queue.Queue(maxsize=self.prefetch)
         for job in todo:
@@ -358,12 +430,16 @@ class DecodePool:
         n_threads = min(self.workers, len(todo))
         for _ in range(n_threads):
             jobq.put(_DONE)
-        threads = [threading.Thread(target=self._serve, args=(jobq, results), daemon=True, name=f"decode-{i}")
+        threads = [threading.Thread(target=self._serve, args=(jobq, results, stop), daemon=True, name=f"decode-{i}")
                    for i in range(n_threads)]
         for t in threads:
             t.start()
+        return self._collect(len(todo), results, threads, stop)
+
+    def _collect(self, n: int, results: queue.Queue, threads: list[threading.Thread],
+                 stop: threading.Event) -> Iterator[SampledFrames]:
         try:
-            for _ in range(len(todo)):
+            for _ in range(n):
                 while True:
                     try:
                         yield results.get(timeout=1.0)
@@ -372,15 +448,23 @@ class DecodePool:
                         if not any(t.is_alive() for t in threads) and results.empty():
                             raise RuntimeError("decode threads stopped before every clip was answered") from None
         finally:
-            self._stop.set()
+            stop.set()
             for t in threads:
                 t.join(timeout=10)
             self.close()
 
+    def map_unordered(self, jobs: Iterable[SampleJob], geometry: FrameGeometry | None = None) -> Iterator[SampledFrames]:
+        """`start`, for a caller that consumes at once."""
+        return self.start(jobs, geometry)
+
     def close(self) -> None:
+        """Stop the threads and kill every worker (idempotent)."""
+        for stop in self._stops:
+            stop.set()
         with self._lock:
             live = list(self._live)
             self._live.clear()
+            self._idle.clear()
         for w in live:
             w.stop(kill=True)
 
@@ -388,7 +472,6 @@ class DecodePool:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
         self.close()
 
 

@@ -311,7 +311,7 @@ RS_SCENES: tuple[SceneClass, ...] = (
     _c("school", "scene", ["a school with a sports field"],
        [("at", "a school"), ("around", "a school building"), ("in", "a school campus")],
        ["students are playing in the yard", "a sports field lies next to the buildings", "buses are waiting",
-        "children are walking to the entrance", "the buildings form a U shape"],
+        "children are walking to the entrance", "the buildings surround a courtyard"],
        ["a sports field", "school buildings", "a running track", "a playground"]),
     _c("sparse residential", "scene", ["a sparse residential area with scattered houses"],
        [("in", "a sparse residential area"), ("in", "the countryside"), ("on", "the edge of a town")],

@@ -1,0 +1,175 @@
+"""`dvtr-data precaption`: the CLI over `dvtr_data.precaption` (registered in `dvtr_data.cli`).
+
+The group's callback runs the stage when no subcommand is given; `show CLIP_ID` prints one clip's drafts and tags.
+Both go through the one error boundary of `dvtr_data.cli`, imported when a command runs (cli.py imports this
+module, so importing it at the top would be circular).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+precaption_app = typer.Typer(
+    name="precaption",
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+DatasetOpt = Annotated[Path | None, typer.Option("--dataset", "-d", help="Dataset folder (made by `dvtr-data ingest`).")]
+
+
+def _bounded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` inside `dvtr_data.cli._boundary` (one line on stderr and a documented exit code per error)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from dvtr_data.cli import _boundary
+
+        return _boundary(fn)(*args, **kwargs)
+
+    return wrapper
+
+
+def _consoles():
+    from dvtr_data.cli import err, out
+
+    return out, err
+
+
+@precaption_app.callback(invoke_without_command=True)
+@_bounded
+def precaption_cmd(
+    ctx: typer.Context,
+    dataset: DatasetOpt = None,
+    model: Annotated[str, typer.Option(help="open_clip model config, e.g. ViT-B-32, ViT-L-14 (open_clip.list_models()).")] = "ViT-B-32",
+    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag; 'none' for seeded random weights (tests). Ignored with --checkpoint.")] = "laion2b_s34b_b79k",
+    checkpoint: Annotated[Path | None, typer.Option(help="Local weights file for --model (RemoteCLIP, GeoRSCLIP, your own); loaded as tensors only.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU), bf16, amp or amp_bf16.")] = "fp32",
+    frames: Annotated[int, typer.Option(help="Frames sampled uniformly per clip.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Frames per model call (batches span clips).")] = 64,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", help="Decode processes (default: 1 beside a CPU model, up to 8 beside a GPU).")] = None,
+    decode_timeout: Annotated[float, typer.Option(help="Seconds one clip may take to decode before its decoder is stopped and PyAV tried.")] = 60.0,
+    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Decode while the model runs; --no-overlap pauses decoding during model calls.")] = True,
+    bank: Annotated[list[str] | None, typer.Option("--bank", help="Caption bank: 'builtin', or a file/folder (text, JSONL, JSON/CapERA, Parquet, CLIP4Clip raw-captions.pkl). Repeat to combine.")] = None,
+    bank_format: Annotated[str, typer.Option(help="auto, text, jsonl, json, parquet or clip4clip.")] = "auto",
+    text_column: Annotated[str | None, typer.Option(help="Caption column of a JSONL/JSON/Parquet bank (default: text, caption, sentence, ...).")] = None,
+    max_caption_chars: Annotated[int, typer.Option(help="Skip bank captions longer than this (counted in the summary).")] = 1000,
+    top_k: Annotated[int, typer.Option(help="Draft captions per clip.")] = 5,
+    dedupe: Annotated[float, typer.Option(help="Drafts this similar (0-1, characters) count as one; 1 keeps all but exact repeats.")] = 0.9,
+    tags: Annotated[str, typer.Option(help="Zero-shot class list: era, scenes, all, or a file (one 'tag' or 'tag: prompt; prompt' per line).")] = "era",
+    top_tags: Annotated[int, typer.Option(help="Tags stored per clip (0: no tagging).")] = 3,
+    include_rejected: Annotated[bool, typer.Option("--include-rejected", help="Also embed clips that failed QC (when they have a file).")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Re-embed clips already embedded with this model and sampling.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of random weights (--pretrained none).")] = 0,
+    cache_dir: Annotated[Path | None, typer.Option(help="open_clip's download cache for URL weights (default ~/.cache/clip).")] = None,
+) -> None:
+    """Embed every clip, draft captions by retrieval from a caption bank, and tag scenes zero-shot.
+
+    Writes embeddings/<model>.parquet, precaptions.parquet and tags.parquet. Re-running skips clips already
+    embedded with the same model and sampling; an interrupted run resumes. No weights are downloaded without
+    network: name a tag whose weights are in the Hugging Face cache, or a file with --checkpoint.
+
+    Example: [bold]dvtr-data precaption --dataset my-dataset --model ViT-B-32 --pretrained laion2b_s34b_b79k[/]
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from dvtr_data.errors import PartialFailure, UsageError
+    from dvtr_data.precaption.encoder import ModelSpec
+    from dvtr_data.precaption.stage import PrecaptionConfig, precaption
+
+    if dataset is None:
+        raise UsageError("--dataset is required", hint="dvtr-data precaption --dataset DIR")
+    out, err = _consoles()
+    config = PrecaptionConfig(
+        model=ModelSpec(model, pretrained, checkpoint, device, precision, seed, cache_dir),
+        frames=frames, batch_size=batch_size, workers=workers, decode_timeout=decode_timeout, overlap=overlap,
+        banks=tuple(bank or ("builtin",)), bank_format=bank_format, text_column=text_column,
+        max_caption_chars=max_caption_chars, top_k=top_k, dedupe_threshold=dedupe, tags=tags, top_tags=top_tags,
+        include_rejected=include_rejected, force=force,
+    )
+    from dvtr_data.cli import _progress
+
+    with _progress() as bar:
+        tasks: dict[str, Any] = {}
+
+        def on_event(name: str, info: dict[str, Any]) -> None:
+            if name == "model":
+                bar.console.print(f"model {info['model']} on {info['device']}", highlight=False)
+            elif name == "text_progress":
+                if "text" not in tasks:
+                    tasks["text"] = bar.add_task("embedding bank captions", total=info["total"])
+                bar.update(tasks["text"], completed=info["done"], total=info["total"])
+            elif name == "embed_start":
+                tasks["clips"] = bar.add_task("clips", total=info["total"], completed=info["skipped"])
+            elif name == "clip":
+                bar.advance(tasks["clips"])
+                if info["status"] != "ok":
+                    bar.console.print(f"[red]failed:[/] {info['clip_id']}: {info['error']}", markup=True, highlight=False, soft_wrap=True)
+
+        report = precaption(dataset, config, on_event=on_event)
+    if not err.is_terminal:
+        for e in report.errors:
+            err.print(f"failed: {e}", highlight=False, soft_wrap=True)
+    skipped = ", ".join(f"{n} {what}" for n, what in ((report.bank_skipped_empty, "empty"), (report.bank_skipped_huge, "huge"),
+                                                       (report.bank_duplicates, "duplicate")) if n) or "none"
+    out.print(
+        f"embedded {report.clips_embedded} clip(s), skipped {report.clips_skipped} already embedded, "
+        f"{report.clips_failed} failed ({report.clips_not_selected} not selected: failed in ingest or rejected by QC); "
+        f"model {report.model}",
+        highlight=False, soft_wrap=True,
+    )
+    out.print(
+        f"{report.precaptions} draft caption(s) from bank {report.bank} ({report.bank_size} captions"
+        f"{', embeddings cached' if report.bank_cached else ''}; skipped captions: {skipped}); "
+        f"{report.tagged} clip(s) tagged from {report.class_list or '-'}. Log: {report.log_path}",
+        highlight=False, soft_wrap=True,
+    )
+    if not report.ok:
+        raise PartialFailure(f"{report.clips_failed} clip(s) failed; see {report.log_path}")
+
+
+@precaption_app.command("show")
+@_bounded
+def show_cmd(
+    clip_id: Annotated[str, typer.Argument(help="Clip id (as in clips.parquet).")],
+    dataset: DatasetOpt = None,
+) -> None:
+    """Print one clip's draft captions, zero-shot tags and embedding status.
+
+    Example: [bold]dvtr-data precaption show f0123456789abcdef-0000000-0000125 --dataset my-dataset[/]
+    """
+    from rich.table import Table
+
+    from dvtr_data.errors import UsageError
+    from dvtr_data.precaption.stage import show
+
+    if dataset is None:
+        raise UsageError("--dataset is required", hint="dvtr-data precaption show CLIP_ID --dataset DIR")
+    out, _ = _consoles()
+    info = show(dataset, clip_id)
+    c = info.clip
+    out.print(f"clip {info.clip_id}: {c['clip_path'] or '(no file)'}, {c['start_s']:.2f}-{c['end_s']:.2f} s of flight "
+              f"{c['flight_id']}, QC {c['qc_verdict']}", highlight=False, soft_wrap=True)
+    for e in info.embeddings:
+        state = e["status"] if e["status"] == "ok" else f"error: {e['error']}"
+        out.print(f"  embedding {e['model']} ({e['sampling']}, {e['decoder'] or '-'}): {state}", highlight=False, soft_wrap=True)
+    if info.drafts:
+        table = Table(title=f"draft captions ({info.drafts[0]['model']}, bank {info.drafts[0]['bank']})")
+        table.add_column("#", justify="right")
+        table.add_column("score", justify="right")
+        table.add_column("caption")
+        for d in info.drafts:
+            table.add_row(str(d["rank"]), f"{d['score']:.3f}", d["text"])
+        out.print(table)
+    else:
+        out.print("  no draft captions (run `dvtr-data precaption --dataset DIR`)", highlight=False)
+    if info.tags:
+        tags = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in info.tags)
+        out.print(f"tags ({info.tags[0]['class_list']}): {tags}", highlight=False, soft_wrap=True)
