@@ -266,9 +266,14 @@ def demo_cmd(
 
 def _register_stage_commands() -> None:
     """Commands of the later stages live in their own modules; they import this one for the error boundary."""
+    from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, split_cmd
     from dvtr_data.cli_precaption import precaption_app
 
     app.add_typer(precaption_app, name="precaption")
+    app.command("split")(_boundary(split_cmd))
+    app.command("export")(_boundary(export_cmd))
+    app.command("import")(_boundary(import_cmd))
+    app.command("card")(_boundary(card_cmd))
 
 
 _register_stage_commands()

@@ -39,4 +39,43 @@ def run_demo(out_dir: Path, *, seed: int = 0, say: Callable[[str], None] = print
     )
     for e in report.errors:
         say(f"failed: {e}")
-    return DemoResult(flights_dir, dataset_dir, report.flights_failed)
+    failed = report.flights_failed
+    failed += _precaption_step(dataset_dir, say)
+    _dataset_steps(dataset_dir, say)
+    return DemoResult(flights_dir, dataset_dir, failed)
+
+
+def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
+    """Split, export every format, and write the dataset card."""
+    from dvtr_data.card import write_card
+    from dvtr_data.dataset import Dataset
+    from dvtr_data.export import export_dataset
+    from dvtr_data.simulated import simulated_captions
+    from dvtr_data.splits import split_dataset
+
+    ds = Dataset(dataset_dir)
+    if not ds.read_table("captions").num_rows:
+        say("captions: the simulator's ground truth, marked origin=simulated (no Label Studio round trip in this demo)")
+        ds.write_table("captions", simulated_captions(ds))
+    result = split_dataset(ds)
+    say("split: " + ", ".join(f"{k} {v['clips']}" for k, v in result.sizes.items()) + f" clips; {result.leaks} leaks")
+    for fmt in ("parquet", "clip4clip", "qvhighlights", "amfmn"):
+        say(f"export {fmt}: {export_dataset(ds, fmt, force=True).out}")
+    say(f"card: {write_card(ds).html}")
+
+
+def _precaption_step(dataset_dir: Path, say: Callable[[str], None]) -> int:
+    """Draft captions with the default CLIP when its weights are on this machine, else a small random model."""
+    from dvtr_data.errors import ModelError
+    from dvtr_data.precaption import ModelSpec, PrecaptionConfig, precaption
+
+    try:
+        report = precaption(dataset_dir, PrecaptionConfig())
+        say(f"precaption with {report.model}")
+    except ModelError as exc:
+        say(f"default CLIP weights unavailable ({exc.message}); using ViT-S-32-alt with random weights, so the drafts "
+            "show the mechanics, not quality")
+        report = precaption(dataset_dir, PrecaptionConfig(model=ModelSpec("ViT-S-32-alt", None)))
+    say(f"precaption: {report.clips_embedded} clip(s) embedded, {report.clips_skipped} already done, "
+        f"{report.clips_failed} failed; {report.precaptions} drafts from a bank of {report.bank_size} captions")
+    return report.clips_failed

@@ -16,6 +16,7 @@ from dvtr_data.schemas.tables import (
     validate,
 )
 
+import dvtr_data.schemas.dataset_tables  # noqa: E402,F401  (imports, moments)
 import dvtr_data.schemas.precaption_tables  # noqa: E402,F401  (embeddings, precaptions, tags)
 
 __all__ = ["SCHEMA_METADATA_KEY", "TABLES", "TableSchema", "empty_table", "schema_of", "validate"]

@@ -70,12 +70,51 @@ def assign(units: list[Unit], ratios: tuple[float, ...], seed: int, tolerance: f
         counts[k] += u.size
         s_counts[s, k] += u.size
     _fill_empty_splits(free, out, names, active, counts)
+    _repair(free, out, names, r, counts, tolerance)
     _check(units, out, names, r, tolerance)
     return out
 
 
-def _fill_empty_splits(free: list[Unit], out: dict[str, str], names: tuple[str, ...], active: np.ndarray,
-                       counts: np.ndarray) -> None:
+def _repair(
+    free: list[Unit],
+    out: dict[str, str],
+    names: tuple[str, ...],
+    r: np.ndarray,
+    counts: np.ndarray,
+    tolerance: float,
+    max_moves: int = 200,
+) -> None:
+    """When the greedy pass (pulled both ways by strata and global ratios) misses the global tolerance, move single
+    groups from the most over-full split to the most under-full one, each time the group whose size best fits the
+    gap, while that lowers the largest deviation. Strata give way here: the global ratios are the promise."""
+    total = counts.sum()
+    if not total:
+        return
+    sizes = {k: [u for u in free if out[u.key] == names[k] and u.size > 0] for k in range(len(names))}
+    for _ in range(max_moves):
+        dev = counts / total - r
+        worst = float(np.abs(dev).max())
+        if worst <= tolerance:
+            return
+        src, dst = int(np.argmax(dev)), int(np.argmin(dev))
+        if src == dst or len(sizes[src]) < 2:
+            return
+        gap = min(dev[src], -dev[dst]) * total
+        u = min(sizes[src], key=lambda u: (abs(u.size - gap), u.key))
+        trial = counts.copy()
+        trial[src] -= u.size
+        trial[dst] += u.size
+        if float(np.abs(trial / total - r).max()) >= worst:
+            return
+        counts[:] = trial
+        out[u.key] = names[dst]
+        sizes[src].remove(u)
+        sizes[dst].append(u)
+
+
+def _fill_empty_splits(
+    free: list[Unit], out: dict[str, str], names: tuple[str, ...], active: np.ndarray, counts: np.ndarray
+) -> None:
     """Give every wanted split at least one group, taking the smallest group of the most over-full split."""
     for k in np.flatnonzero(active & (counts == 0)).tolist():
         per_split = Counter(out[u.key] for u in free if u.size > 0)
@@ -88,7 +127,9 @@ def _fill_empty_splits(free: list[Unit], out: dict[str, str], names: tuple[str, 
         counts[k] += u.size
 
 
-def _check(units: list[Unit], out: dict[str, str], names: tuple[str, ...], r: np.ndarray, tolerance: float) -> None:
+def _check(
+    units: list[Unit], out: dict[str, str], names: tuple[str, ...], r: np.ndarray, tolerance: float
+) -> None:
     sizes = np.zeros(len(names))
     for u in units:
         if out[u.key] in names:
@@ -102,8 +143,9 @@ def _check(units: list[Unit], out: dict[str, str], names: tuple[str, ...], r: np
         largest = max((u.size for u in units), default=0) / total
         got = "/".join(f"{s:.2f}" for s in share)
         target = "/".join(f"{x:.2f}" for x in r)
+        n_groups = sum(1 for u in units if u.size > 0)
         raise DatasetError(
-            f"cannot split {int(total)} clips in {len(units)} group(s) {target} within ±{tolerance:.2f}: "
+            f"cannot split {int(total)} clips in {n_groups} group(s) {target} within ±{tolerance:.2f}: "
             f"the best found is {got} ({', '.join(names)}); the largest group holds {largest:.0%} of the clips",
             hint="add flights, group by fewer kinds, change --ratios, or raise --tolerance",
         )

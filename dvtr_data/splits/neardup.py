@@ -8,6 +8,7 @@ mean it: cosine pairs come from blocked matrix products over all pairs, hash pai
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,9 +25,9 @@ from dvtr_data.errors import DatasetError, UsageError
 BLOCK = 4096
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 # embeddings (written by `precaption`)
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 @dataclass
 class ClipEmbeddings:
     """Pooled clip embeddings of one model, rows L2-normalised, in the order of ``clip_ids``."""
@@ -39,7 +40,9 @@ class ClipEmbeddings:
 
 def embedding_files(dataset: Dataset) -> list[Path]:
     folder = dataset.root / "embeddings"
-    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+    return (
+        sorted(p for p in folder.glob("*.parquet") if not p.name.startswith(".")) if folder.is_dir() else []
+    )
 
 
 def _vector_column(schema: pa.Schema) -> str | None:
@@ -48,13 +51,16 @@ def _vector_column(schema: pa.Schema) -> str | None:
             return name
     for fld in schema:
         typ = fld.type
-        if (pa.types.is_fixed_size_list(typ) or pa.types.is_list(typ)) and pa.types.is_floating(typ.value_type):
+        if (pa.types.is_fixed_size_list(typ) or pa.types.is_list(typ)) and pa.types.is_floating(
+            typ.value_type
+        ):
             return fld.name
     return None
 
 
 def read_embedding_file(path: Path) -> ClipEmbeddings:
-    """Read ``clip_id`` and the pooled vector column of one embeddings file (rows with status ok only)."""
+    """Read the ok rows' ``clip_id`` and pooled vector of one embeddings file (only those columns: the per-frame
+    vectors beside them are many times larger), through precaption's own `clip_matrix` when it is importable."""
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -64,40 +70,64 @@ def read_embedding_file(path: Path) -> ClipEmbeddings:
         raise DatasetError(f"{path} has no clip_id and pooled embedding column")
     columns = ["clip_id", col] + [c for c in ("status", "model") if c in schema.names]
     table = pq.read_table(path, columns=columns)
-    keep = pc.invert(pc.is_null(table.column(col)))
-    if "status" in table.column_names:
-        keep = pc.and_(keep, pc.equal(table.column("status"), "ok"))
-    table = table.filter(keep)
+    if "status" not in table.column_names:
+        table = table.append_column("status", pa.array(["ok"] * table.num_rows, pa.string()))
+    table = table.filter(pc.invert(pc.is_null(table.column(col))))
+    if col != "clip_embedding":
+        table = table.rename_columns(["clip_embedding" if c == col else c for c in table.column_names])
     model = path.stem
     if "model" in table.column_names and table.num_rows:
         model = str(table.column("model")[0].as_py())
-    if not table.num_rows:
+    try:
+        from dvtr_data.precaption.embed import clip_matrix
+    except ImportError:  # precaption not installed in this build: same logic, local
+        clip_matrix = _clip_matrix
+    ids, vectors = clip_matrix(table)
+    if not ids:
         return ClipEmbeddings([], np.zeros((0, 0), np.float32), model, path)
-    arr = table.column(col).combine_chunks()
-    if pa.types.is_fixed_size_list(arr.type):
-        dim = arr.type.list_size
-    else:
-        lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
-        if len(set(lengths.tolist())) != 1:
-            raise DatasetError(f"{path}: embedding vectors have different lengths")
-        dim = int(lengths[0])
+    vectors = np.array(vectors, dtype=np.float32, order="C")
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return ClipEmbeddings(ids, vectors, model, path)
+
+
+def _clip_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
+    ok = table.filter(pc.equal(table["status"], "ok"))
+    ids = ok.column("clip_id").to_pylist()
+    if not ids:
+        return [], np.zeros((0, 0), np.float32)
+    arr = ok.column("clip_embedding").combine_chunks()
+    lengths = set(pc.list_value_length(arr).to_numpy(zero_copy_only=False).tolist())
+    if len(lengths) != 1:
+        raise DatasetError("embedding vectors have different lengths")
     flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    vectors = np.ascontiguousarray(flat.reshape(len(arr), dim))
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = vectors / np.maximum(norms, 1e-12)
-    return ClipEmbeddings(table.column("clip_id").to_pylist(), vectors, model, path)
+    return ids, flat.reshape(len(ids), lengths.pop())
 
 
-def load_clip_embeddings(dataset: Dataset, model: str | None = None) -> ClipEmbeddings | None:
+_RANDOM_MODEL = re.compile(r"/random-s\d+$")
+
+
+def is_random_model(model: str) -> bool:
+    """Precaption names a model without trained weights ``<config>/random-s<seed>`` (tests, the offline demo)."""
+    return bool(_RANDOM_MODEL.search(model))
+
+
+def load_clip_embeddings(
+    dataset: Dataset, model: str | None = None, skipped: list[str] | None = None
+) -> ClipEmbeddings | None:
     """The pooled embeddings to deduplicate with, or None when precaption has not run.
 
     With several models on disk, ``model`` picks one (by model name or file stem); otherwise the file covering the
-    most clips wins (ties: name order), so that the choice is deterministic and written in the report.
+    most clips wins (ties: name order), so that the choice is deterministic and written in the report. Embeddings of
+    a randomly initialised model are never picked by default: such a network maps every picture to nearly the same
+    direction (cosines of 0.95 between unrelated clips), which would make the whole dataset one near-duplicate;
+    their names are appended to ``skipped``.
     """
     files = embedding_files(dataset)
     if not files:
         if model:
-            raise UsageError(f"no embeddings in {dataset.root / 'embeddings'}; run `dvtr-data precaption` first")
+            raise UsageError(
+                f"no embeddings in {dataset.root / 'embeddings'}; run `dvtr-data precaption` first"
+            )
         return None
     loaded = [read_embedding_file(p) for p in files]
     if model:
@@ -107,19 +137,24 @@ def load_clip_embeddings(dataset: Dataset, model: str | None = None) -> ClipEmbe
                 f"no embeddings of model {model!r}; found: {', '.join(sorted(e.model for e in loaded))}"
             )
         return chosen[0]
+    if skipped is not None:
+        skipped.extend(sorted(e.model for e in loaded if is_random_model(e.model)))
+    loaded = [e for e in loaded if e.clip_ids and not is_random_model(e.model)]
     loaded.sort(key=lambda e: (-len(e.clip_ids), e.path.name))
-    return loaded[0] if loaded[0].clip_ids else None
+    return loaded[0] if loaded else None
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 # cosine pairs
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 def _blocks(n: int, block: int) -> Iterator[tuple[int, int]]:
     for s in range(0, n, block):
         yield s, min(n, s + block)
 
 
-def cosine_pairs(vectors: np.ndarray, threshold: float, block: int = BLOCK) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def cosine_pairs(
+    vectors: np.ndarray, threshold: float, block: int = BLOCK
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """All pairs ``i < j`` with cosine >= ``threshold``, as index arrays per block (rows already normalised)."""
     n = len(vectors)
     for a0, a1 in _blocks(n, block):
@@ -134,7 +169,9 @@ def cosine_pairs(vectors: np.ndarray, threshold: float, block: int = BLOCK) -> I
                 yield ii + a0, jj + b0
 
 
-def cross_cosine(a: np.ndarray, b: np.ndarray, threshold: float, block: int = BLOCK) -> tuple[int, float, list[tuple[int, int, float]]]:
+def cross_cosine(
+    a: np.ndarray, b: np.ndarray, threshold: float, block: int = BLOCK
+) -> tuple[int, float, list[tuple[int, int, float]]]:
     """Pairs between two sets at or above ``threshold``: (count, max cosine over all pairs, up to 20 examples)."""
     count, best, examples = 0, -1.0, []
     if not len(a) or not len(b):
@@ -151,9 +188,9 @@ def cross_cosine(a: np.ndarray, b: np.ndarray, threshold: float, block: int = BL
     return count, best, examples
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 # perceptual hashes of keyframes
-# ---------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------------
 def _dct_matrix(n: int) -> np.ndarray:
     k = np.arange(n)[:, None]
     x = np.arange(n)[None, :]
@@ -180,7 +217,9 @@ def phash(path: Path) -> int | None:
     return int(np.packbits(bits.astype(np.uint8)).view(">u8")[0])
 
 
-_CACHE_SCHEMA = pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()), ("hash", pa.int64())])
+_CACHE_SCHEMA = pa.schema(
+    [("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()), ("hash", pa.int64())]
+)
 
 
 def keyframe_hashes(dataset: Dataset, paths: list[str | None], workers: int | None = None) -> np.ndarray:
@@ -193,7 +232,9 @@ def keyframe_hashes(dataset: Dataset, paths: list[str | None], workers: int | No
     if cache_path.is_file():
         try:
             t = pq.read_table(cache_path)
-            for p, s, m, h in zip(*(t.column(c).to_pylist() for c in ("path", "size", "mtime_ns", "hash")), strict=True):
+            for p, s, m, h in zip(
+                *(t.column(c).to_pylist() for c in ("path", "size", "mtime_ns", "hash")), strict=True
+            ):
                 cache[p] = (s, m, h)
         except (pa.ArrowInvalid, OSError, KeyError):
             cache = {}
@@ -220,8 +261,12 @@ def keyframe_hashes(dataset: Dataset, paths: list[str | None], workers: int | No
                 continue
             out[i] = np.uint64(h)
             cache[rel] = (size, mtime, int(np.uint64(h).astype(np.int64)))
-        rows = {"path": list(cache), "size": [v[0] for v in cache.values()], "mtime_ns": [v[1] for v in cache.values()],
-                "hash": [v[2] for v in cache.values()]}
+        rows = {
+            "path": list(cache),
+            "size": [v[0] for v in cache.values()],
+            "mtime_ns": [v[1] for v in cache.values()],
+            "hash": [v[2] for v in cache.values()],
+        }
         write_parquet(cache_path, pa.table(rows, schema=_CACHE_SCHEMA))
     return out
 

@@ -51,4 +51,6 @@ class UnionFind:
             self.union(int(order[k]), int(order[k + 1]))
 
     def roots(self) -> np.ndarray:
-        return np.fromiter((self.find(i) for i in range(len(self.parent))), dtype=np.int64, count=len(self.parent))
+        return np.fromiter(
+            (self.find(i) for i in range(len(self.parent))), dtype=np.int64, count=len(self.parent)
+        )

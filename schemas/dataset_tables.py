@@ -1,0 +1,68 @@
+"""Schemas of the tables written by `import` (published datasets) and read by `export` (moments).
+
+``imports`` maps our clean clip ids back to the published ids, verbatim, with everything needed to write the
+published files again byte for byte: the order of videos in the source file, the order inside each split list, and
+the published split. ``moments`` holds moment-retrieval windows and saliency scores, when someone annotated them;
+without it, `export --format qvhighlights` derives one window per caption from the clip's span.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+from dvtr_data.schemas.tables import TABLES, TableSchema, _register
+
+_STR = pa.string()
+_F64 = pa.float64()
+_I32 = pa.int32()
+_I64 = pa.int64()
+_TS = pa.timestamp("us", tz="UTC")
+
+
+def _f(name: str, typ: pa.DataType, nullable: bool = True) -> pa.Field:
+    return pa.field(name, typ, nullable=nullable)
+
+
+IMPORTS = TableSchema(
+    name="imports",
+    version=1,
+    key=("clip_id",),
+    clean_ids=("clip_id",),
+    schema=pa.schema(
+        [
+            _f("clip_id", _STR, False),  # ours: "<source>-<sanitised published id>", clean
+            _f("source", _STR, False),  # the import's name, e.g. "usrd" (also the clip id prefix)
+            _f("format", _STR, False),  # clip4clip | capera | amfmn
+            _f("source_id", _STR, False),  # the published id, verbatim (USRD ids end in " " or " 1")
+            _f("source_split", _STR),  # train | val | test, when the published set says; else null
+            _f(
+                "source_order", _I64, False
+            ),  # position in the published caption file (pickle dict order, ...)
+            _f("list_order", _I64),  # position inside the published split list of source_split
+            _f("n_captions", _I32, False),
+            _f("media_path", _STR),  # the published video or image this clip's file was taken from
+            _f("imported_at", _TS, False),
+        ]
+    ),
+)
+
+MOMENTS = TableSchema(
+    name="moments",
+    version=1,
+    key=("caption_id",),
+    clean_ids=("caption_id", "clip_id", "flight_id"),
+    schema=pa.schema(
+        [
+            _f("caption_id", _STR, False),  # the query
+            _f("clip_id", _STR, False),  # the clip the caption was written for
+            _f("flight_id", _STR, False),  # the untrimmed video the windows are in
+            _f("windows", pa.list_(pa.list_(_F64)), False),  # [[start_s, end_s], ...] inside the flight
+            _f("saliency_clip_ids", pa.list_(_I64)),  # 2-second grid cells the scores are for
+            _f("saliency_scores", pa.list_(pa.list_(_I32))),  # three 0-4 scores per cell above
+            _f("source", _STR, False),  # human | derived | model
+        ]
+    ),
+)
+
+for _table in (IMPORTS, MOMENTS):
+    if _table.name not in TABLES:
+        _register(_table)
