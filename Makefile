@@ -6,13 +6,27 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.dvtr-installed
 DEMO_DIR ?= demo-data
 PYTEST_ARGS ?=
+# Label Studio runs in its own environment: its pins conflict with ours.
+LS_VENV ?= .venv-labelstudio
+LS_STAMP := $(LS_VENV)/.dvtr-lock-sha256
+export DVTR_LABELSTUDIO_VENV := $(abspath $(LS_VENV))
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv demo test test-fast lint clean
+.PHONY: venv labelstudio browser demo test test-fast clean
 
 venv: $(STAMP)
+
+labelstudio: $(LS_STAMP)
+
+$(LS_STAMP): annotation/requirements-labelstudio.lock annotation/install_labelstudio.sh
+	PYTHON=$(PYTHON) bash annotation/install_labelstudio.sh $(LS_VENV)
+	@touch $@
+
+# Debian's Chromium for the annotator browser test (apt, needs root; skipped tests say why without it).
+browser:
+	bash annotation/install_browser.sh
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,14 +35,14 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-demo: $(STAMP)
+demo: $(STAMP) $(LS_STAMP)
 	$(VENV)/bin/dvtr-data demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) $(LS_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not labelstudio and not browser" $(PYTEST_ARGS)
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info
+	rm -rf $(DEMO_DIR) .pytest_cache build *.egg-info test-artifacts

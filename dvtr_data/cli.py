@@ -259,6 +259,10 @@ def demo_cmd(
         out.print(f"[bold cyan]==>[/] {msg}", highlight=False)
 
     result = run_demo(out_dir, seed=seed, say=say)
+    if result.annotation is not None:
+        from dvtr_data.cli_annotate import print_status
+
+        print_status(result.annotation.status)
     print_inventory(inventory(Dataset(result.dataset)))
     if result.failed:
         raise PartialFailure(f"{result.failed} flight(s) failed in the demo")
@@ -266,10 +270,12 @@ def demo_cmd(
 
 def _register_stage_commands() -> None:
     """Commands of the later stages live in their own modules; they import this one for the error boundary."""
+    from dvtr_data.cli_annotate import annotate_app
     from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, split_cmd
     from dvtr_data.cli_precaption import precaption_app
 
     app.add_typer(precaption_app, name="precaption")
+    app.add_typer(annotate_app, name="annotate")
     app.command("split")(_boundary(split_cmd))
     app.command("export")(_boundary(export_cmd))
     app.command("import")(_boundary(import_cmd))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dvtr_data.ingest import IngestConfig, ingest
 
@@ -14,6 +15,7 @@ class DemoResult:
     flights_dir: Path
     dataset: Path
     failed: int
+    annotation: Any = None  # the Label Studio round trip (annotation.roundtrip.RoundTrip), when it ran
 
 
 def run_demo(out_dir: Path, *, seed: int = 0, say: Callable[[str], None] = print, workers: int | None = None) -> DemoResult:
@@ -41,8 +43,23 @@ def run_demo(out_dir: Path, *, seed: int = 0, say: Callable[[str], None] = print
         say(f"failed: {e}")
     failed = report.flights_failed
     failed += _precaption_step(dataset_dir, say)
+    trip = _annotate_step(dataset_dir, say)
+    failed += trip is None
     _dataset_steps(dataset_dir, say)
-    return DemoResult(flights_dir, dataset_dir, failed)
+    return DemoResult(flights_dir, dataset_dir, failed, trip)
+
+
+def _annotate_step(dataset_dir: Path, say: Callable[[str], None]) -> Any:
+    """The real Label Studio round trip with simulated annotators: serve, push, simulate, pull, status, stop."""
+    from dvtr_data.annotation.roundtrip import run_round_trip
+    from dvtr_data.errors import DvtrError
+
+    say("annotate: Label Studio round trip (serve, push, SIMULATED annotators from the simulator's truth, pull, status)")
+    try:
+        return run_round_trip(dataset_dir, captions_per_task=1, overlap=5, say=say)
+    except DvtrError as exc:
+        say(f"annotate failed: {exc}; the demo goes on with the simulated captions written locally")
+        return None
 
 
 def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
@@ -55,7 +72,7 @@ def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
 
     ds = Dataset(dataset_dir)
     if not ds.read_table("captions").num_rows:
-        say("captions: the simulator's ground truth, marked origin=simulated (no Label Studio round trip in this demo)")
+        say("captions: the simulator's ground truth, marked origin=simulated (written locally, not through Label Studio)")
         ds.write_table("captions", simulated_captions(ds))
     result = split_dataset(ds)
     say("split: " + ", ".join(f"{k} {v['clips']}" for k, v in result.sizes.items()) + f" clips; {result.leaks} leaks")

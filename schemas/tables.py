@@ -156,7 +156,7 @@ CAPTIONS = TableSchema(
             _f("edit_distance", _I64),  # characters from the draft shown to the text
             _f("qc_choices", pa.list_(_STR)),  # the annotator's QC choices (usable, too blurry, ...)
             _f("category", _STR),
-            _f("flags", pa.list_(_STR)),  # empty | too_short | duplicate | unchanged_draft | non_language
+            _f("flags", pa.list_(_STR)),  # empty | too_short | duplicate | unchanged_draft | non_language | deleted_in_labelstudio (non-blocking)
             _f("accepted", pa.bool_(), False),  # usable for training: submitted and no blocking flag
         ]
     ),

@@ -1,0 +1,213 @@
+"""What an annotator sees: the labeling config, the task header, the drafts block, and the guidelines.
+
+Everything that reaches the page is escaped here or by Label Studio: the config is rendered by Jinja2 with
+autoescape on (and parsed back as XML to prove it is well-formed), the guidelines are converted from Markdown by a
+small converter that escapes every text run, and task data (flight names, drafts) is shown through ``Header`` and
+``Text`` tags, which Label Studio renders as text, never as HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+import jinja2
+
+from dvtr_data.errors import UsageError
+
+VIDEO = "video"
+DRAFTS = "drafts"
+QC = "qc"
+CATEGORY = "category"
+CAPTION_PREFIX = "caption_"
+
+QC_CHOICES: tuple[str, ...] = ("usable", "too blurry", "static / nothing happens", "privacy concern", "wrong content")
+CATEGORIES: tuple[str, ...] = (
+    "residential",
+    "city centre",
+    "road / traffic",
+    "parking lot",
+    "industrial / construction",
+    "farmland",
+    "forest / park",
+    "grassland",
+    "water / coast",
+    "beach",
+    "sports field",
+    "other",
+)
+NO_DRAFTS = "(no drafts for this clip: write the caption from scratch)"
+MAX_CAPTIONS_PER_TASK = 10
+
+
+@dataclass(frozen=True)
+class LabelingSetup:
+    """How many captions one annotation holds, and the QC and category choices offered."""
+
+    captions_per_task: int = 1
+    qc_choices: tuple[str, ...] = QC_CHOICES
+    categories: tuple[str, ...] = CATEGORIES
+    video_height: int = 420
+    placeholder: str = "What does the clip show? Objects, counts, layout, activity, camera view."
+
+    def check(self) -> None:
+        if not 1 <= self.captions_per_task <= MAX_CAPTIONS_PER_TASK:
+            raise UsageError(f"--captions-per-task must be between 1 and {MAX_CAPTIONS_PER_TASK}")
+        if not self.qc_choices:
+            raise UsageError("at least one QC choice is needed")
+
+    @property
+    def caption_names(self) -> list[str]:
+        return caption_names(self.captions_per_task)
+
+
+def caption_names(k: int) -> list[str]:
+    """Control names of the K caption text areas, in order (``caption_1`` ...)."""
+    return [f"{CAPTION_PREFIX}{i}" for i in range(1, k + 1)]
+
+
+def caption_slot(from_name: str) -> int | None:
+    """0-based slot of a caption control name, or None for any other control."""
+    if not from_name.startswith(CAPTION_PREFIX):
+        return None
+    tail = from_name[len(CAPTION_PREFIX) :]
+    return int(tail) - 1 if tail.isdigit() and int(tail) >= 1 else None
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render_label_config(setup: LabelingSetup | None = None) -> str:
+    """The project's labeling config (XML). Raises if the result is not well-formed XML."""
+    setup = setup or LabelingSetup()
+    setup.check()
+    text = _environment().get_template("label_config.xml.j2").render(
+        video_name=VIDEO,
+        drafts_name=DRAFTS,
+        qc_name=QC,
+        category_name=CATEGORY,
+        caption_names=setup.caption_names,
+        qc_choices=list(setup.qc_choices),
+        categories=list(setup.categories),
+        video_height=setup.video_height,
+        placeholder=setup.placeholder,
+    )
+    ET.fromstring(text)  # a template or value that breaks the XML fails here, not in the server
+    return text.strip() + "\n"
+
+
+def captions_per_task_of(label_config: str) -> int:
+    """How many caption areas a (possibly user-edited) labeling config has."""
+    root = ET.fromstring(label_config)
+    return sum(1 for el in root.iter("TextArea") if caption_slot(el.get("name", "")) is not None)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# task header and drafts block (plain text: Label Studio shows it as text)
+# ----------------------------------------------------------------------------------------------------------------
+def task_header(
+    flight_name: str, start_s: float, end_s: float, flight_duration_s: float | None, altitude_m: float | None,
+    altitude_kind: str | None,
+) -> str:
+    """One line placing the clip in its flight: name, time span, altitude when known."""
+    parts = [f"Flight {flight_name}", f"{_clock(start_s)}-{_clock(end_s)}"]
+    if flight_duration_s:
+        parts[-1] += f" of {_clock(flight_duration_s)}"
+    if altitude_m is not None:
+        kind = f" ({altitude_kind})" if altitude_kind else ""
+        parts.append(f"altitude {altitude_m:.0f} m{kind}")
+    return "  ·  ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    minutes, sec = divmod(max(0.0, float(seconds)), 60.0)
+    return f"{int(minutes)}:{sec:04.1f}"
+
+
+def drafts_block(drafts: list[str]) -> str:
+    return "\n".join(f"{i}. {text}" for i, text in enumerate(drafts, 1)) if drafts else NO_DRAFTS
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# guidelines
+# ----------------------------------------------------------------------------------------------------------------
+_VERSION_RE = re.compile(r"<!--\s*dvtr-guidelines\s+version=(\S+)\s*-->")
+
+
+def guidelines_text() -> str:
+    return resources.files("dvtr_data.annotation").joinpath("guidelines.md").read_text(encoding="utf-8")
+
+
+def guideline_version(text: str | None = None) -> str:
+    """The version tag at the top of guidelines.md, recorded with every caption written under it."""
+    match = _VERSION_RE.search(text if text is not None else guidelines_text())
+    return match.group(1) if match else "unversioned"
+
+
+def guidelines_html(text: str | None = None) -> str:
+    """The guidelines as the HTML Label Studio shows in the project's instructions.
+
+    A deliberately small Markdown subset (headings, bullets, paragraphs, **bold**, *italic*): every text run is
+    escaped before the few tags are added, so nothing in the file can inject markup.
+    """
+    text = guidelines_text() if text is None else text
+    text = _VERSION_RE.sub("", text)
+    out: list[str] = []
+    para: list[str] = []
+    in_list = False
+
+    def flush_para() -> None:
+        if para:
+            out.append(f"<p>{_inline(' '.join(para))}</p>")
+            para.clear()
+
+    def close_list() -> None:
+        nonlocal in_list
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not stripped:
+            flush_para()
+            close_list()
+            continue
+        heading = re.match(r"^(#{1,4})\s+(.*)$", stripped)
+        if heading:
+            flush_para()
+            close_list()
+            level = len(heading.group(1)) + 1
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif stripped.startswith("- "):
+            flush_para()
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_inline(stripped[2:])}</li>")
+        elif in_list and line.startswith("  "):
+            out[-1] = out[-1][: -len("</li>")] + " " + _inline(stripped) + "</li>"
+        else:
+            close_list()
+            para.append(stripped)
+    flush_para()
+    close_list()
+    return "\n".join(out)
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text, quote=True)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+    return re.sub(r"(?<![*\w])\*(?!\s)(.+?)(?<!\s)\*(?![*\w])", r"<em>\1</em>", text)

@@ -1,0 +1,274 @@
+"""`annotate pull`: the project's export -> rows of ``captions.parquet``, with validation flags.
+
+One row per caption area of every annotation (``caption_id = ls-p<project>-a<annotation>-<area>``), so a re-pull
+replaces rows in place: an edited annotation updates its rows, nothing is duplicated. Rows this project wrote
+earlier whose task or annotation has since been deleted in Label Studio are kept (flag ``deleted_in_labelstudio``):
+a pull never loses a caption. Rows other stages wrote (imports, other projects) are left exactly as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from dvtr_data.annotation import checks, labeling
+from dvtr_data.annotation.client import AnnotationState, Connection, Studio
+from dvtr_data.annotation.push import find_project
+from dvtr_data.dataset import Dataset
+from dvtr_data.errors import ServiceError
+from dvtr_data.runlog import RunLog
+from dvtr_data.simulated import tokenize
+
+SIMULATED_DOMAIN = "simulated.dvtr.invalid"
+DELETED_FLAG = "deleted_in_labelstudio"
+COMPARED = ("text", "status", "annotator", "origin", "lead_time_s", "updated_at", "draft_shown", "qc_choices", "category",
+            "flags", "accepted", "ls_task_id", "guideline_version")
+
+Say = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class PullReport:
+    url: str
+    project_id: int
+    tasks: int = 0
+    annotations: int = 0
+    rows_new: int = 0
+    rows_updated: int = 0
+    rows_unchanged: int = 0
+    skipped: int = 0
+    cancelled: int = 0
+    flags: dict[str, int] = field(default_factory=dict)
+    deleted_tasks: dict[int, str] = field(default_factory=dict)  # task id -> clip id
+    kept_deleted_rows: int = 0
+    foreign_tasks: int = 0
+    unknown_clips: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+
+
+def caption_id(project_id: int, annotation_id: int, slot: int) -> str:
+    return f"ls-p{project_id}-a{annotation_id}-{slot + 1}"
+
+
+def is_simulated(annotator: str | None) -> bool:
+    return bool(annotator) and annotator.endswith("@" + SIMULATED_DOMAIN)
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _texts_by_area(result: list[dict[str, Any]] | None) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in result or []:
+        if not isinstance(item, dict) or item.get("type") != "textarea":
+            continue
+        slot = labeling.caption_slot(str(item.get("from_name", "")))
+        if slot is None:
+            continue
+        texts = (item.get("value") or {}).get("text") or []
+        out[slot] = " ".join(str(t) for t in texts if t is not None)
+    return out
+
+
+def _choices(result: list[dict[str, Any]] | None, name: str) -> list[str]:
+    for item in result or []:
+        if isinstance(item, dict) and item.get("type") == "choices" and item.get("from_name") == name:
+            return [str(c) for c in (item.get("value") or {}).get("choices") or []]
+    return []
+
+
+def annotation_rows(
+    task: dict[str, Any], annotation: dict[str, Any], *, project_id: int, areas: int, emails: dict[int, str],
+    guideline: Callable[[datetime | None], str | None], min_words: int,
+) -> list[dict[str, Any]]:
+    """The caption rows of one exported annotation (flags except ``duplicate``, which needs the whole clip)."""
+    result = annotation.get("result") or []
+    texts = _texts_by_area(result)
+    prediction = annotation.get("prediction") or {}
+    drafts = _texts_by_area(prediction.get("result")) if isinstance(prediction, dict) else {}
+    cancelled = bool(annotation.get("was_cancelled"))
+    if cancelled:
+        slots = sorted(texts) or [0]
+        status = "cancelled" if any(t.strip() for t in texts.values()) else "skipped"
+    else:
+        slots = list(range(max([areas, *(s + 1 for s in texts)])))
+        status = "submitted"
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):  # some exports expand the user
+        who = who.get("id")
+    annotator = emails.get(int(who)) if who is not None else None
+    annotator = annotator or (f"user-{who}" if who is not None else None)
+    created, updated = _time(annotation.get("created_at")), _time(annotation.get("updated_at"))
+    qc = _choices(result, labeling.QC)
+    category = (_choices(result, labeling.CATEGORY) or [None])[0]
+    rows = []
+    for slot in slots:
+        text = texts.get(slot, "")
+        tokens = tokenize(text)
+        draft = drafts.get(slot)
+        flags = checks.caption_flags(text, tokens, draft, min_words=min_words) if status == "submitted" else []
+        rows.append(
+            {
+                "caption_id": caption_id(project_id, int(annotation["id"]), slot),
+                "clip_id": task["data"]["clip_id"],
+                "text": text,
+                "tokens": tokens,
+                "origin": "simulated" if is_simulated(annotator) else "human",
+                "status": status,
+                "annotator": annotator,
+                "guideline_version": guideline(updated or created) or task["data"].get("guideline_version"),
+                "source_id": None,
+                "ls_project_id": project_id,
+                "ls_task_id": int(task["id"]),
+                "ls_annotation_id": int(annotation["id"]),
+                "lead_time_s": float(annotation["lead_time"]) if annotation.get("lead_time") is not None else None,
+                "created_at": created,
+                "updated_at": updated,
+                "draft_shown": draft,
+                "edit_distance": checks.edit_distance(draft, text),
+                "qc_choices": qc,
+                "category": category,
+                "flags": flags,
+                "accepted": False,
+            }
+        )
+    return rows
+
+
+def pull(
+    dataset_dir: Path, conn: Connection, *, min_words: int = checks.MIN_WORDS, say: Say = _quiet,
+    studio: Studio | None = None,
+) -> PullReport:
+    """Export the dataset's project and merge its captions into ``captions.parquet`` (see the module docstring)."""
+    dataset = Dataset(dataset_dir).require()
+    studio = studio or Studio(conn)
+    studio.check()
+    with dataset.lock("annotate"):
+        return _pull_locked(dataset, conn, studio, min_words, say)
+
+
+def _pull_locked(dataset: Dataset, conn: Connection, studio: Studio, min_words: int, say: Say) -> PullReport:
+    state = AnnotationState(dataset)
+    project = find_project(studio, dataset, state)
+    if project is None:
+        raise ServiceError(
+            f"{conn.url} has no project for this dataset yet",
+            hint=f"run `dvtr-data annotate push --dataset {dataset.root}` first",
+        )
+    pid = int(project["id"])
+    key = conn.state_key
+    areas = labeling.captions_per_task_of(project.get("label_config") or "<View/>") or 1
+    report = PullReport(conn.url, pid)
+    log = RunLog(dataset.logs_dir, "annotate-pull")
+    report.log_path = log.path
+    log.write("start", url=conn.url, project_id=pid)
+    try:
+        exported = studio.export(pid)
+        emails = {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in studio.users()}
+        clip_ids = set(dataset.read_table("clips").column("clip_id").to_pylist())
+        fresh: list[dict[str, Any]] = []
+        seen_tasks: set[int] = set()
+        for task in exported:
+            data = task.get("data") or {}
+            cid = data.get("clip_id")
+            if not cid:
+                report.foreign_tasks += 1
+                continue
+            if cid not in clip_ids:
+                report.unknown_clips.append(str(cid))
+                continue
+            seen_tasks.add(int(task["id"]))
+            report.tasks += 1
+            for annotation in task.get("annotations") or []:
+                report.annotations += 1
+                fresh.extend(
+                    annotation_rows(task, annotation, project_id=pid, areas=areas, emails=emails,
+                                    guideline=lambda when: state.guideline_at(key, when), min_words=min_words)
+                )
+        merged = _merge(dataset, pid, fresh, seen_tasks, report)
+        dataset.write_table("captions", merged)
+        for row in fresh:
+            if row["status"] == "skipped":
+                report.skipped += 1
+            elif row["status"] == "cancelled":
+                report.cancelled += 1
+            for flag in row["flags"]:
+                report.flags[flag] = report.flags.get(flag, 0) + 1
+        for tid, cid in report.deleted_tasks.items():
+            log.write("task_deleted", task_id=tid, clip_id=cid)
+        log.write("summary", tasks=report.tasks, annotations=report.annotations, new=report.rows_new,
+                  updated=report.rows_updated, unchanged=report.rows_unchanged, kept_deleted=report.kept_deleted_rows,
+                  flags=report.flags)
+    except ServiceError as exc:
+        log.write("error", error=str(exc))
+        raise
+    finally:
+        log.close()
+    dataset.record_stage("annotate_pull", {"url": conn.url if not conn.local else "local", "project_id": pid,
+                                           "captions": report.rows_new + report.rows_updated + report.rows_unchanged})
+    return report
+
+
+def _merge(dataset: Dataset, pid: int, fresh: list[dict[str, Any]], seen_tasks: set[int], report: PullReport) -> list[dict[str, Any]]:
+    """Existing rows keep their place; this project's rows are replaced by the fresh ones or kept as deleted."""
+    old_rows = dataset.read_table("captions").to_pylist()
+    fresh_by_id = {r["caption_id"]: r for r in fresh}
+
+    def ours(row: dict[str, Any]) -> bool:
+        return row["ls_project_id"] == pid and str(row["caption_id"]).startswith("ls-")
+
+    merged: list[dict[str, Any]] = []
+    placed: set[str] = set()
+    for row in old_rows:
+        cid = row["caption_id"]
+        if cid in fresh_by_id:
+            merged.append(fresh_by_id[cid])
+            placed.add(cid)
+        elif ours(row):
+            if DELETED_FLAG not in (row["flags"] or []):
+                row["flags"] = [*(row["flags"] or []), DELETED_FLAG]
+            if row["ls_task_id"] not in seen_tasks:
+                report.deleted_tasks.setdefault(int(row["ls_task_id"]), row["clip_id"])
+            report.kept_deleted_rows += 1
+            merged.append(row)
+        else:
+            merged.append(row)
+    new_rows = [r for r in fresh if r["caption_id"] not in placed]
+    new_rows.sort(key=lambda r: (r["clip_id"], r["created_at"] is None, r["created_at"] or 0, r["caption_id"]))
+    merged.extend(new_rows)
+
+    fresh_ids = set(fresh_by_id)
+    checks.mark_duplicates(merged, mine=lambda r: r["caption_id"] in fresh_ids)
+    for row in merged:
+        if row["caption_id"] in fresh_ids:
+            row["accepted"] = checks.accepted(row)
+    old_by_id = {r["caption_id"]: r for r in old_rows}
+    for cid, row in fresh_by_id.items():
+        before = old_by_id.get(cid)
+        if before is None:
+            report.rows_new += 1
+        elif any(_differs(before.get(c), row.get(c)) for c in COMPARED):
+            report.rows_updated += 1
+        else:
+            report.rows_unchanged += 1
+    return merged
+
+
+def _differs(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return abs(a - b) > 1e-6
+    if isinstance(a, datetime) and isinstance(b, datetime):
+        return abs((a - b).total_seconds()) > 1e-3
+    return a != b

@@ -1,0 +1,149 @@
+"""`annotate status`: progress, annotators and caption quality, from the dataset's own tables (no server needed).
+
+Figures are computed from ``captions.parquet`` as the last pull left it, so status works offline and on a copy of
+the dataset. Progress counts accepted captions per clip of the project against the target (captions per task x
+annotators per clip from the last push, 5 by default).
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dvtr_data.annotation.client import AnnotationState
+from dvtr_data.annotation.pull import DELETED_FLAG
+from dvtr_data.annotation.quality import Quality, caption_quality
+from dvtr_data.dataset import Dataset
+
+DEFAULT_TARGET = 5
+
+
+@dataclass(frozen=True)
+class AnnotatorStats:
+    annotator: str
+    origin: str
+    annotations: int
+    captions: int
+    accepted: int
+    skipped: int
+    median_lead_s: float | None
+    annotations_per_hour: float | None
+    unchanged_draft_share: float | None
+    mean_words: float | None
+
+
+@dataclass
+class StatusReport:
+    dataset: Path
+    target: int
+    clips: int
+    progress: dict[int, int]  # accepted captions per clip (capped at target) -> clips
+    captions: int  # rows from Label Studio
+    accepted: int
+    by_origin: dict[str, int]
+    by_status: dict[str, int]
+    flags: dict[str, int]
+    qc_choices: dict[str, int]
+    annotators: list[AnnotatorStats]
+    quality: Quality
+    projects: dict[str, int] = field(default_factory=dict)  # server -> project id
+
+    @property
+    def complete_clips(self) -> int:
+        return self.progress.get(self.target, 0)
+
+
+def annotation_status(dataset_dir: Path, target: int | None = None) -> StatusReport:
+    dataset = Dataset(dataset_dir).require()
+    state = AnnotationState(dataset)
+    servers = state.data.get("servers", {})
+    if target is None:
+        targets = [int(s.get("captions_per_task") or 1) * int(s.get("overlap") or 1) for s in servers.values() if s.get("project_id")]
+        target = max(targets) if targets else DEFAULT_TARGET
+    target = max(1, target)
+    universe: set[str] = set()
+    for srv in servers.values():
+        universe.update((srv.get("tasks") or {}).keys())
+    if not universe:
+        universe = {c["clip_id"] for c in dataset.read_table("clips").to_pylist() if c["status"] == "ok" and c["qc_verdict"] == "pass"}
+
+    rows = [r for r in dataset.read_table("captions").to_pylist() if str(r["caption_id"]).startswith("ls-")]
+    per_clip: dict[str, int] = dict.fromkeys(universe, 0)
+    by_clip_tokens: dict[str, list[list[str]]] = {}
+    by_origin: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    flags: dict[str, int] = {}
+    qc: dict[str, int] = {}
+    for r in rows:
+        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+        by_origin[r["origin"]] = by_origin.get(r["origin"], 0) + 1
+        for f in r["flags"] or []:
+            flags[f] = flags.get(f, 0) + 1
+        if r["accepted"] and DELETED_FLAG not in (r["flags"] or []):
+            per_clip[r["clip_id"]] = per_clip.get(r["clip_id"], 0) + 1
+            by_clip_tokens.setdefault(r["clip_id"], []).append(list(r["tokens"] or []))
+    seen_annotations: set[int] = set()
+    for r in rows:
+        if r["ls_annotation_id"] not in seen_annotations:
+            seen_annotations.add(r["ls_annotation_id"])
+            for c in r["qc_choices"] or []:
+                qc[c] = qc.get(c, 0) + 1
+    progress = {n: 0 for n in range(target + 1)}
+    for cid in universe | set(per_clip):
+        progress[min(per_clip.get(cid, 0), target)] += 1
+    submitted = [r for r in rows if r["status"] == "submitted"]
+    with_draft = [r for r in submitted if r["draft_shown"] is not None]
+    unchanged = sum(1 for r in with_draft if "unchanged_draft" in (r["flags"] or []))
+    return StatusReport(
+        dataset=dataset.root,
+        target=target,
+        clips=len(universe | set(per_clip)),
+        progress=progress,
+        captions=len(rows),
+        accepted=sum(1 for r in rows if r["accepted"]),
+        by_origin=by_origin,
+        by_status=by_status,
+        flags=flags,
+        qc_choices=qc,
+        annotators=annotator_stats(rows),
+        quality=caption_quality(by_clip_tokens, unchanged=unchanged, with_draft=len(with_draft)),
+        projects={k: int(v["project_id"]) for k, v in servers.items() if v.get("project_id")},
+    )
+
+
+def annotator_stats(rows: list[dict[str, Any]]) -> list[AnnotatorStats]:
+    """Per annotator: volume, speed (from Label Studio's lead time per annotation) and draft reliance."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["annotator"] or "?", []).append(r)
+    out = []
+    for who, items in groups.items():
+        leads: dict[int, float] = {}
+        for r in items:
+            if r["lead_time_s"] is not None:
+                leads.setdefault(r["ls_annotation_id"], float(r["lead_time_s"]))
+        submitted = [r for r in items if r["status"] == "submitted"]
+        with_draft = [r for r in submitted if r["draft_shown"] is not None]
+        words = [len(r["tokens"] or []) for r in submitted if r["text"].strip()]
+        total_lead = sum(leads.values())
+        n_ann = len({r["ls_annotation_id"] for r in items})
+        out.append(
+            AnnotatorStats(
+                annotator=who,
+                origin="simulated" if all(r["origin"] == "simulated" for r in items) else items[0]["origin"],
+                annotations=n_ann,
+                captions=len(submitted),
+                accepted=sum(1 for r in items if r["accepted"]),
+                skipped=len({r["ls_annotation_id"] for r in items if r["status"] in ("skipped", "cancelled")}),
+                median_lead_s=statistics.median(leads.values()) if leads else None,
+                annotations_per_hour=(len(leads) * 3600.0 / total_lead) if total_lead > 0 else None,
+                unchanged_draft_share=(
+                    sum(1 for r in with_draft if "unchanged_draft" in (r["flags"] or [])) / len(with_draft) if with_draft else None
+                ),
+                mean_words=sum(words) / len(words) if words else None,
+            )
+        )
+    out.sort(key=lambda a: (-a.captions, a.annotator))
+    return out

@@ -1,0 +1,281 @@
+"""`dvtr-data annotate ...`: the Label Studio round trip as thin commands over `dvtr_data.annotation`.
+
+Registered by the main CLI with ``app.add_typer(annotate_app, name="annotate")``. Every command goes through the
+main CLI's error boundary. Text that comes from a server or a caption is escaped before rich renders it, and the
+API token is never printed: the commands read it from the dataset's credentials file or the environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from dvtr_data.cli import _boundary, err, out
+
+annotate_app = typer.Typer(
+    name="annotate",
+    help="Human captioning in Label Studio: serve, push clips, pull captions, status.\n\n"
+    "Typical order: serve --detach, push, (annotators work in the browser), pull, status.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", help="A Label Studio server (a team's hosted one); default $LABEL_STUDIO_URL, else the dataset's own server."),
+]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", help="API key for --url: a legacy token or a personal access token. Prefer $LABEL_STUDIO_API_KEY (a command line is visible to other users)."),
+]
+
+
+def _command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return annotate_app.command(name)(_boundary(fn))
+
+    return deco
+
+
+def _say(msg: str) -> None:
+    err.print(escape(msg), highlight=False, soft_wrap=True)
+
+
+def _connection(dataset: Path, url: str | None, api_key: str | None) -> Any:
+    from dvtr_data.annotation.client import resolve_connection
+    from dvtr_data.dataset import Dataset
+
+    return resolve_connection(Dataset(dataset).require(), url, api_key)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+@_command("serve")
+def serve_cmd(
+    dataset: DatasetOpt,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (the server never listens on other addresses).")] = 8080,
+    detach: Annotated[bool, typer.Option("--detach", help="Keep it running in the background; stop it with `annotate stop`.")] = False,
+    wait: Annotated[float, typer.Option(help="Seconds to wait for the server to become healthy (a first start takes about a minute).")] = 240.0,
+) -> None:
+    """Start Label Studio for a dataset: its own venv (made when missing), data inside the dataset folder.
+
+    The first start creates an admin user and an API token, stored in <dataset>/labelstudio/credentials.json,
+    readable only by you; neither is ever printed.
+
+    Example: [bold]dvtr-data annotate serve --dataset my-dataset --detach[/]
+    """
+    from dvtr_data.annotation import server
+
+    info, proc = server.start_server(dataset, port=port, say=_say, timeout_s=wait)
+    state = "already running" if proc is None else f"running (started in {info.started_in_s:.0f} s)"
+    out.print(f"Label Studio is {state} at {escape(info.url)}  (pid {info.pid})", highlight=False)
+    out.print(
+        f"Log in as {escape(info.username)}; the password is in {escape(str(info.credentials_path))} "
+        "(readable only by you). push/pull/status find the server and its API token by themselves.",
+        highlight=False, soft_wrap=True,
+    )
+    out.print(f"Server log: {escape(str(info.log_path))}", highlight=False)
+    if proc is None or detach:
+        out.print(f"Stop it with: dvtr-data annotate stop --dataset {escape(str(dataset))}", highlight=False)
+        return
+    out.print("Press Ctrl-C to stop it.", highlight=False)
+    code = server.serve_foreground(proc, dataset, say=_say)
+    out.print("Label Studio stopped." if code in (0, -15) else f"Label Studio exited with code {code}; see {info.log_path}",
+              highlight=False)
+
+
+@_command("stop")
+def stop_cmd(dataset: DatasetOpt) -> None:
+    """Stop the Label Studio server `annotate serve` started for a dataset.
+
+    Example: [bold]dvtr-data annotate stop --dataset my-dataset[/]
+    """
+    from dvtr_data.annotation import server
+
+    info = server.stop_server(dataset)
+    if info is None:
+        out.print(f"no Label Studio server was running for {escape(str(dataset))}", highlight=False)
+    else:
+        out.print(f"stopped Label Studio at {escape(info.url)} (pid {info.pid})", highlight=False)
+
+
+@_command("push")
+def push_cmd(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    captions_per_task: Annotated[int | None, typer.Option("--captions-per-task", "-k", help="Caption areas per task (default: as last push, else 1).")] = None,
+    overlap: Annotated[int | None, typer.Option(help="Annotators per clip (Label Studio's maximum annotations; default: as last push, else 1).")] = None,
+    clip: Annotated[list[str] | None, typer.Option("--clip", help="Push only these clip ids (repeatable).")] = None,
+    include_rejected: Annotated[bool, typer.Option("--include-rejected", help="Also push clips that failed QC.")] = False,
+    limit: Annotated[int | None, typer.Option(help="Push at most this many clips (in flight order).")] = None,
+    media_url: Annotated[str | None, typer.Option(help="Remote servers: prefix the server reaches the dataset's clips/ under (https://, s3://, or /data/local-files/?d=...).")] = None,
+    storage_path: Annotated[Path | None, typer.Option(help="Remote servers: a folder on the server to add as Local Files storage.")] = None,
+) -> None:
+    """Create the dataset's project (once) and import a task per clip, with pre-caption drafts as predictions.
+
+    Re-running imports only new clips, never duplicates a task, and updates predictions whose drafts changed.
+
+    Example: [bold]dvtr-data annotate push --dataset my-dataset --captions-per-task 1 --overlap 5[/]
+    """
+    from dvtr_data.annotation.push import push, raise_for_report
+
+    conn = _connection(dataset, url, api_key)
+    report = push(dataset, conn, captions_per_task=captions_per_task, overlap=overlap, clip_ids=clip or None,
+                  include_rejected=include_rejected, limit=limit, media_url=media_url, storage_path=storage_path, say=_say)
+    drafts = f"drafts from {escape(report.model_version)}" if report.model_version else "no drafts (precaption has not run)"
+    out.print(
+        f"project {report.project_id} ({'created' if report.project_created else 'found'}) at {escape(report.url)}: "
+        f"{report.tasks_created} new task(s), {report.tasks_existing} already there; {drafts}; predictions "
+        f"{report.predictions_created} added, {report.predictions_updated} updated"
+        + (f"; drafts block refreshed in {report.tasks_refreshed} task(s)" if report.tasks_refreshed else ""),
+        highlight=False, soft_wrap=True,
+    )
+    for cid, ids in list(report.duplicate_tasks.items())[:3]:
+        err.print(f"warning: clip {escape(cid)} has {len(ids)} tasks ({', '.join(map(str, ids))}); delete the extra ones in Label Studio",
+                  highlight=False, soft_wrap=True)
+    out.print(f"Annotators open: {escape(report.url)}/projects/{report.project_id}/data", highlight=False)
+    raise_for_report(report, dataset)
+
+
+@_command("pull")
+def pull_cmd(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    min_words: Annotated[int, typer.Option(help="Captions with fewer words are flagged too_short.")] = 5,
+) -> None:
+    """Export the project and merge every caption into captions.parquet, with validation flags.
+
+    Re-pulling updates rows in place (an edited annotation updates its rows); nothing is duplicated or lost.
+
+    Example: [bold]dvtr-data annotate pull --dataset my-dataset[/]
+    """
+    from dvtr_data.annotation.pull import DELETED_FLAG, pull
+
+    conn = _connection(dataset, url, api_key)
+    report = pull(dataset, conn, min_words=min_words, say=_say)
+    flags = ", ".join(f"{escape(k)} {v}" for k, v in sorted(report.flags.items())) or "none"
+    out.print(
+        f"pulled project {report.project_id}: {report.annotations} annotation(s) on {report.tasks} task(s) -> "
+        f"{report.rows_new} new, {report.rows_updated} updated, {report.rows_unchanged} unchanged caption row(s); "
+        f"{report.skipped} skipped, {report.cancelled} cancelled; flags: {flags}",
+        highlight=False, soft_wrap=True,
+    )
+    if report.deleted_tasks:
+        tid, cid = next(iter(report.deleted_tasks.items()))
+        err.print(
+            f"warning: {len(report.deleted_tasks)} task(s) were deleted in Label Studio (e.g. task {tid}, clip {escape(cid)}); "
+            f"their {report.kept_deleted_rows} caption row(s) are kept, flagged {DELETED_FLAG}. "
+            "Run `dvtr-data annotate push` to recreate the tasks.",
+            highlight=False, soft_wrap=True,
+        )
+    if report.foreign_tasks:
+        err.print(f"note: {report.foreign_tasks} task(s) without a clip id (not made by push) were ignored", highlight=False)
+    if report.unknown_clips:
+        err.print(f"warning: {len(report.unknown_clips)} task(s) name clips not in this dataset (e.g. {escape(report.unknown_clips[0])}); ignored",
+                  highlight=False, soft_wrap=True)
+
+
+@_command("simulate")
+def simulate_cmd(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    annotators: Annotated[int | None, typer.Option(help="Simulated annotators (default: the project's overlap).")] = None,
+    clip: Annotated[list[str] | None, typer.Option("--clip", help="Only these clip ids (repeatable).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated lead times.")] = 0,
+) -> None:
+    """Generated flights only: submit their ground-truth captions as simulated annotators (origin "simulated").
+
+    Stands in for people in `make demo` and the tests; re-running submits only what is missing.
+
+    Example: [bold]dvtr-data annotate simulate --dataset demo-data/dataset[/]
+    """
+    from dvtr_data.annotation.simulate import simulate
+
+    conn = _connection(dataset, url, api_key)
+    report = simulate(dataset, conn, annotators=annotators, clip_ids=clip or None, seed=seed, say=_say)
+    out.print(
+        f"SIMULATED annotators ({report.annotators}) on project {report.project_id}: {report.annotations_created} "
+        f"annotation(s) submitted ({report.captions_submitted} caption(s)), {report.annotations_existing} already there, "
+        f"{report.clips_with_truth} task(s) of generated clips",
+        highlight=False, soft_wrap=True,
+    )
+
+
+@_command("status")
+def status_cmd(
+    dataset: DatasetOpt,
+    target: Annotated[int | None, typer.Option(help="Captions wanted per clip (default: captions per task x overlap of the last push).")] = None,
+) -> None:
+    """Progress, annotators and caption quality (leave-one-out BLEU-4 / CIDEr-D, distinct-n, self-BLEU).
+
+    Computed from captions.parquet as the last pull left it: no server needed.
+
+    Example: [bold]dvtr-data annotate status --dataset my-dataset[/]
+    """
+    from dvtr_data.annotation.status import annotation_status
+
+    rep = annotation_status(dataset, target=target)
+    print_status(rep)
+
+
+def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
+    return "-" if value is None else pattern.format(value)
+
+
+def print_status(rep: Any) -> None:
+    out.print(f"[bold]progress[/]: {rep.complete_clips} of {rep.clips} clip(s) have {rep.target} accepted caption(s)", highlight=False)
+    progress = Table()
+    progress.add_column("accepted captions per clip")
+    for n in rep.progress:
+        progress.add_column(f"{n}{'+' if n == rep.target else ''}", justify="right")
+    progress.add_row("clips", *(str(v) for v in rep.progress.values()))
+    out.print(progress)
+
+    origins = ", ".join(f"{escape(k)} {v}" for k, v in sorted(rep.by_origin.items())) or "-"
+    summary = Table(show_header=False)
+    summary.add_row("rows", f"{rep.captions} ({rep.accepted} accepted)")
+    summary.add_row("origin", origins + ("   [bold yellow](simulated = not human: demo/test only)[/]" if "simulated" in rep.by_origin else ""))
+    summary.add_row("status", ", ".join(f"{escape(k)} {v}" for k, v in sorted(rep.by_status.items())) or "-")
+    summary.add_row("flags", ", ".join(f"{escape(k)} {v}" for k, v in sorted(rep.flags.items())) or "none")
+    summary.add_row("QC choices", ", ".join(f"{escape(k)} {v}" for k, v in sorted(rep.qc_choices.items())) or "-")
+    out.print(summary)
+
+    people = Table(title="annotators (speed from Label Studio's lead time per annotation)")
+    width = min(40, max([len(a.annotator) + 12 for a in rep.annotators] or [10]))
+    people.add_column("annotator", no_wrap=True, min_width=width, overflow="ellipsis")
+    for col in ("annot.", "capt.", "acc.", "skip", "med s", "/hour", "draft kept", "words"):
+        people.add_column(col, justify="right")
+    for a in rep.annotators:
+        who = escape(a.annotator) + (" [bold yellow](SIMULATED)[/]" if a.origin == "simulated" else "")
+        people.add_row(
+            who, str(a.annotations), str(a.captions), str(a.accepted), str(a.skipped), _fmt(a.median_lead_s, "{:.1f}"),
+            _fmt(a.annotations_per_hour, "{:.0f}"), _fmt(a.unchanged_draft_share, "{:.0%}"), _fmt(a.mean_words, "{:.1f}"),
+        )
+    out.print(people)
+
+    q = rep.quality
+    out.print(f"[bold]caption quality[/]: {q.captions} accepted caption(s), {q.clips_scored} clip(s) with two or more", highlight=False)
+    quality = Table(show_header=False)
+    quality.add_row("BLEU-4, leave-one-out within a clip", _fmt(q.bleu4_loo))
+    quality.add_row("CIDEr-D, leave-one-out within a clip", _fmt(q.cider_d_loo))
+    quality.add_row("distinct-1 / distinct-2", f"{_fmt(q.distinct_1)} / {_fmt(q.distinct_2)}")
+    quality.add_row("self-BLEU-4 (lower = more diverse)", _fmt(q.self_bleu4))
+    quality.add_row("mean length (words)", _fmt(q.mean_words, "{:.1f}"))
+    quality.add_row("vocabulary size", str(q.vocabulary))
+    quality.add_row("drafts submitted unchanged", _fmt(q.unchanged_draft_share, "{:.1%}"))
+    out.print(quality)
+    if rep.captions == 0:
+        err.print("no captions pulled yet: run `dvtr-data annotate pull` after annotators have submitted", highlight=False)
+
+
+__all__ = ["annotate_app", "print_status"]
+
