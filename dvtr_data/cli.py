@@ -282,7 +282,8 @@ def _register_stage_commands() -> None:
     app.command("card")(_boundary(card_cmd))
 
 
-_register_stage_commands()
+if __name__ != "__main__":  # run as a script, this file defers to the imported module (see below)
+    _register_stage_commands()
 
 
 def main() -> None:
@@ -290,4 +291,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m dvtr_data.cli`: the stage modules import `dvtr_data.cli`, which must be the one that runs.
+    from dvtr_data.cli import main as _main
+
+    sys.exit(_main())
