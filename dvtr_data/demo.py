@@ -56,10 +56,26 @@ def _annotate_step(dataset_dir: Path, say: Callable[[str], None]) -> Any:
 
     say("annotate: Label Studio round trip (serve, push, SIMULATED annotators from the simulator's truth, pull, status)")
     try:
-        return run_round_trip(dataset_dir, captions_per_task=1, overlap=5, say=say)
+        trip = run_round_trip(dataset_dir, captions_per_task=1, overlap=5, say=say)
     except DvtrError as exc:
         say(f"annotate failed: {exc}; the demo goes on with the simulated captions written locally")
         return None
+    _drop_local_fallback_captions(dataset_dir, say)
+    return trip
+
+
+def _drop_local_fallback_captions(dataset_dir: Path, say: Callable[[str], None]) -> None:
+    """A failed earlier demo may have written the simulator's captions locally; the round trip supersedes them."""
+    import pyarrow.compute as pc
+
+    from dvtr_data.dataset import Dataset
+
+    ds = Dataset(dataset_dir)
+    captions = ds.read_table("captions")
+    local = pc.starts_with(captions.column("caption_id"), "sim-")
+    if captions.num_rows and pc.any(local).as_py():
+        ds.write_table("captions", captions.filter(pc.invert(local)))
+        say(f"removed {pc.sum(local).as_py()} locally written simulated caption(s), superseded by the round trip")
 
 
 def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
