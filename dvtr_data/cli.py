@@ -271,6 +271,7 @@ def demo_cmd(
 def _register_stage_commands() -> None:
     """Commands of the later stages live in their own modules; they import this one for the error boundary."""
     from dvtr_data.cli_annotate import annotate_app
+    from dvtr_data.cli_baseline import baseline_app, search_cmd
     from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, split_cmd
     from dvtr_data.cli_precaption import precaption_app
 
@@ -280,6 +281,8 @@ def _register_stage_commands() -> None:
     app.command("export")(_boundary(export_cmd))
     app.command("import")(_boundary(import_cmd))
     app.command("card")(_boundary(card_cmd))
+    app.add_typer(baseline_app, name="baseline")
+    app.command("search")(search_cmd)  # already behind the error boundary
 
 
 if __name__ != "__main__":  # run as a script, this file defers to the imported module (see below)

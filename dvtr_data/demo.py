@@ -46,7 +46,15 @@ def run_demo(out_dir: Path, *, seed: int = 0, say: Callable[[str], None] = print
     trip = _annotate_step(dataset_dir, say)
     failed += trip is None
     _dataset_steps(dataset_dir, say)
+    _baseline_step(dataset_dir, say)
     return DemoResult(flights_dir, dataset_dir, failed, trip)
+
+
+def _baseline_step(dataset_dir: Path, say: Callable[[str], None]) -> None:
+    """A small MSAM run (random-weight backbone: no weights can be downloaded here) and one search query."""
+    from dvtr_data.baselines.engine.demo import run_demo_baseline
+
+    run_demo_baseline(dataset_dir, say=say)
 
 
 def _annotate_step(dataset_dir: Path, say: Callable[[str], None]) -> Any:

@@ -1,0 +1,323 @@
+"""`dvtr-data baseline ...` and `dvtr-data search`: thin commands over ``dvtr_data.baselines.engine``.
+
+``baseline_app`` is a Typer sub-app: ``list``, ``table``, ``run NAME|CONFIG.json``, ``resume RUN_ID`` and one
+command per registered baseline (``dvtr-data baseline msam --dataset DIR``). ``search_cmd`` is registered by
+``cli.py`` as the top-level ``search`` command. Torch is imported only inside commands that need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from dvtr_data.cli import _boundary, _progress, err, out
+from dvtr_data.errors import UsageError
+
+baseline_app = typer.Typer(
+    name="baseline",
+    help="Train and score retrieval baselines (MSAM and its ablations) on a dataset; list them; compare runs.\n\n"
+    "Run one with [bold]dvtr-data baseline NAME --dataset DIR[/] (NAME from `dvtr-data baseline list`) or "
+    "[bold]dvtr-data baseline run CONFIG.json --dataset DIR[/] for your own config.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+# Shared options, declared once.
+DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder (with clips, captions and splits).")]
+SplitTrainOpt = Annotated[
+    str, typer.Option("--split-train", help="Training split: a name in splits.parquet, or an exported .parquet split file.")
+]
+SplitEvalOpt = Annotated[
+    str,
+    typer.Option("--split-eval", help="Evaluation splits, comma-separated; the first selects the best epoch (e.g. val,test)."),
+]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="JSON file with config fields to override (partial or complete).")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto (CUDA when available).")]
+BackboneOpt = Annotated[
+    str | None,
+    typer.Option("--backbone", help="frozen (features cached in the dataset, heads train), reference (fp16 CLIP as the authors train it) or finetune (fp32 CLIP at --backbone-lr)."),
+]
+CheckpointOpt = Annotated[Path | None, typer.Option("--clip-checkpoint", help="Local CLIP weights file (open_clip or OpenAI ViT-B-32.pt); needed without network.")]
+ClipModelOpt = Annotated[str | None, typer.Option("--clip-model", help="open_clip model name (default ViT-B-32-quickgelu).")]
+PretrainedOpt = Annotated[str | None, typer.Option("--clip-pretrained", help="open_clip pretrained tag (default openai); 'none' for random weights.")]
+EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Training epochs (0: score without training).")]
+BatchOpt = Annotated[int | None, typer.Option("--batch-size", help="Captions per step (default 64).")]
+LrOpt = Annotated[float | None, typer.Option("--lr", help="Learning rate of the MSAM modules (default 1e-4).")]
+BackboneLrOpt = Annotated[float | None, typer.Option("--backbone-lr", help="Learning rate of CLIP (default lr x 1e-3, the authors').")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of shuffling, dropout and head initialisation (default 42).")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config field, e.g. --set eval.chunk_size=64 (repeatable).")]
+RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of the run folder (default <baseline>-<UTC time>).")]
+
+
+def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
+    tasks: dict[str, Any] = {}
+
+    def progress(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done, total=total)
+
+    return progress
+
+
+def _overrides(
+    *, backbone: str | None, clip_checkpoint: Path | None, clip_model: str | None, clip_pretrained: str | None,
+    epochs: int | None, batch_size: int | None, lr: float | None, backbone_lr: float | None, seed: int | None,
+    sets: list[str] | None,
+) -> dict[str, Any]:
+    from dvtr_data.baselines.engine.config import deep_merge, parse_assignment
+
+    o: dict[str, Any] = {"backbone": {}, "train": {}}
+    if backbone is not None:
+        o["backbone"]["mode"] = backbone
+    if clip_model is not None:
+        o["backbone"]["model"] = clip_model
+        o["backbone"]["model_cfg"] = None
+    if clip_pretrained is not None:
+        o["backbone"]["pretrained"] = None if clip_pretrained.lower() in ("none", "random", "") else clip_pretrained
+    if clip_checkpoint is not None:
+        o["backbone"]["checkpoint"] = str(clip_checkpoint.expanduser().resolve())
+    if backbone_lr is not None:
+        o["backbone"]["backbone_lr"] = backbone_lr
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("lr", lr), ("seed", seed)):
+        if value is not None:
+            o["train"][key] = value
+    for text in sets or []:
+        o = deep_merge(o, parse_assignment(text))
+    return {k: v for k, v in o.items() if v != {}}
+
+
+def _print_result(result: Any) -> None:
+    from dvtr_data.baselines.engine.runs import PROTOCOL_TITLES, metric_header, metric_row
+
+    for protocol, title in PROTOCOL_TITLES.items():
+        rows = [(split, res[protocol]) for split, res in result.final.items() if protocol in res]
+        if not rows:
+            continue
+        table = Table(title=title, title_justify="left")
+        table.add_column("split")
+        for h in metric_header():
+            table.add_column(h, justify="right")
+        for split, res in rows:
+            table.add_row(split, *metric_row(res))
+        out.print(table)
+    best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
+    out.print(f"run {result.run_id}{best}: {result.run_dir}", highlight=False)
+    out.print(f"report: {result.report}", highlight=False)
+
+
+def _run(
+    baseline: str, dataset: Path, split_train: str, split_eval: str, config: Path | None, device: str,
+    run_id: str | None, overrides: dict[str, Any],
+) -> None:
+    from dvtr_data.baselines.engine import registry
+    from dvtr_data.baselines.engine.train import run_baseline
+
+    cfg = registry.resolve(baseline, config_file=config)
+    if overrides:
+        cfg = cfg.with_overrides(overrides, source="command-line options")
+    with _progress() as bar:
+        result = run_baseline(
+            cfg, dataset, split_train=split_train, split_eval=[s for s in split_eval.split(",") if s.strip()],
+            device=device, run_id=run_id, progress=_progress_callback(bar),
+            log=lambda msg: bar.console.print(msg, highlight=False, soft_wrap=True),
+        )
+    _print_result(result)
+
+
+@baseline_app.command("run")
+@_boundary
+def run_cmd(
+    baseline: Annotated[str, typer.Argument(help="A registered baseline name or a JSON config file (which may name a registered one as \"base\").")],
+    dataset: DatasetOpt,
+    split_train: SplitTrainOpt = "train",
+    split_eval: SplitEvalOpt = "val,test",
+    config: ConfigOpt = None,
+    device: DeviceOpt = "auto",
+    backbone: BackboneOpt = None,
+    clip_checkpoint: CheckpointOpt = None,
+    clip_model: ClipModelOpt = None,
+    clip_pretrained: PretrainedOpt = None,
+    epochs: EpochsOpt = None,
+    batch_size: BatchOpt = None,
+    lr: LrOpt = None,
+    backbone_lr: BackboneLrOpt = None,
+    seed: SeedOpt = None,
+    set_: SetOpt = None,
+    run_id: RunIdOpt = None,
+) -> None:
+    """Train one baseline (registered name or config file) and score it; writes runs/<run id>/ in the dataset.
+
+    Example: [bold]dvtr-data baseline run my-msam.json --dataset my-dataset --split-eval val,test[/]
+    """
+    _run(baseline, dataset, split_train, split_eval, config, device, run_id, _overrides(
+        backbone=backbone, clip_checkpoint=clip_checkpoint, clip_model=clip_model, clip_pretrained=clip_pretrained,
+        epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, seed=seed, sets=set_,
+    ))
+
+
+def _named_command(name: str, description: str) -> None:
+    def command(
+        dataset: DatasetOpt,
+        split_train: SplitTrainOpt = "train",
+        split_eval: SplitEvalOpt = "val,test",
+        config: ConfigOpt = None,
+        device: DeviceOpt = "auto",
+        backbone: BackboneOpt = None,
+        clip_checkpoint: CheckpointOpt = None,
+        clip_model: ClipModelOpt = None,
+        clip_pretrained: PretrainedOpt = None,
+        epochs: EpochsOpt = None,
+        batch_size: BatchOpt = None,
+        lr: LrOpt = None,
+        backbone_lr: BackboneLrOpt = None,
+        seed: SeedOpt = None,
+        set_: SetOpt = None,
+        run_id: RunIdOpt = None,
+    ) -> None:
+        _run(name, dataset, split_train, split_eval, config, device, run_id, _overrides(
+            backbone=backbone, clip_checkpoint=clip_checkpoint, clip_model=clip_model, clip_pretrained=clip_pretrained,
+            epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, seed=seed, sets=set_,
+        ))
+
+    command.__doc__ = (
+        f"{description}.\n\nTrains on --split-train, selects the epoch on the first --split-eval, scores every "
+        f"evaluation split in the paper and single-query protocols.\n\n"
+        f"Example: [bold]dvtr-data baseline {name} --dataset my-dataset --split-eval val,test[/]"
+    )
+    baseline_app.command(name, help=command.__doc__)(_boundary(command))
+
+
+@baseline_app.command("resume")
+@_boundary
+def resume_cmd(
+    run_id: Annotated[str, typer.Argument(help="The run to continue (a folder name under <dataset>/runs/).")],
+    dataset: DatasetOpt,
+    device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: the run's device).")] = None,
+) -> None:
+    """Continue an interrupted run from its last finished epoch (a finished run is only reported).
+
+    Example: [bold]dvtr-data baseline resume msam-20260601-120000 --dataset my-dataset[/]
+    """
+    from dvtr_data.baselines.engine.train import resume_run
+
+    with _progress() as bar:
+        result = resume_run(
+            dataset, run_id, device=device, progress=_progress_callback(bar),
+            log=lambda msg: bar.console.print(msg, highlight=False, soft_wrap=True),
+        )
+    for msg in result.messages:
+        out.print(msg, highlight=False)
+    _print_result(result)
+
+
+@baseline_app.command("list")
+@_boundary
+def list_cmd() -> None:
+    """List the registered baselines (one JSON config each; your own configs run by path).
+
+    Example: [bold]dvtr-data baseline list[/]
+    """
+    from dvtr_data.baselines.engine.registry import describe
+
+    table = Table(title="registered baselines", title_justify="left")
+    for col in ("name", "mode", "epochs", "backbone", "description"):
+        table.add_column(col, overflow="fold")
+    for r in describe():
+        table.add_row(r["name"], r["mode"], str(r["epochs"]), r["backbone"], r["description"])
+    out.print(table)
+
+
+@baseline_app.command("table")
+@_boundary
+def table_cmd(
+    dataset: DatasetOpt,
+    split: Annotated[str, typer.Option("--split", help="Which evaluation split's final metrics to show.")] = "test",
+    protocol: Annotated[str, typer.Option("--protocol", help="paper, single or both.")] = "both",
+) -> None:
+    """Print every finished run of a dataset side by side (the ablation table).
+
+    Example: [bold]dvtr-data baseline table --dataset my-dataset --split test[/]
+    """
+    from dvtr_data.baselines.engine.runs import PROTOCOL_TITLES, results_table
+    from dvtr_data.dataset import Dataset
+
+    if protocol not in ("paper", "single", "both"):
+        raise UsageError(f"--protocol must be paper, single or both, got {protocol!r}")
+    ds = Dataset(dataset).require()
+    shown = 0
+    for p in ("paper", "single") if protocol == "both" else (protocol,):
+        header, rows = results_table(ds, split=split, protocol=p)
+        if not rows:
+            continue
+        shown += len(rows)
+        title = f"{split}: {PROTOCOL_TITLES[p]}"
+        col = header.index("backbone")
+        if len({r[col] for r in rows}) == 1:  # one shared backbone: say it once
+            title += f"; backbone {rows[0][col]}"
+            header = header[:col] + header[col + 1 :]
+            rows = [r[:col] + r[col + 1 :] for r in rows]
+        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        for h in header:
+            if h.split()[-1] in ("R1", "R5", "R10", "MdR", "MnR"):
+                direction, metric = h.split()
+                table.add_column(f"{direction}\n{metric.replace('R', 'R@') if metric[1:].isdigit() else metric}",
+                                 justify="right", min_width=5, no_wrap=True)
+            else:
+                table.add_column("epoch" if h == "best epoch" else h, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        out.print(table)
+    if not shown:
+        out.print(f"no finished run of {ds.root} has results on split {split!r}", highlight=False)
+
+
+def _span(a: float | None, b: float | None) -> str:
+    def mmss(x: float) -> str:
+        return f"{int(x // 60):d}:{x % 60:04.1f}"
+
+    return "-" if a is None or b is None else f"{mmss(a)}-{mmss(b)}"
+
+
+@_boundary
+def search_cmd(
+    query: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    dataset: DatasetOpt,
+    run: Annotated[str, typer.Option("--run", help="Run id of a finished baseline run (see `dvtr-data baseline table`).")],
+    top: Annotated[int, typer.Option("--top", help="How many clips to print.")] = 10,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N.")] = "cpu",
+    store: Annotated[str, typer.Option("--store", help="Precision of the stored frame embeddings: float32 (exact), float16 or bfloat16 (half the memory).")] = "float32",
+) -> None:
+    """Search every clip of a dataset with a trained model: clip ids, flight, time span and score.
+
+    The first search of a run builds its index (frame embeddings and Gram matrices of every clip) in the run folder.
+
+    Example: [bold]dvtr-data search "a white boat near the shore" --dataset my-dataset --run msam-20260601-120000 --top 10[/]
+    """
+    from dvtr_data.baselines.engine.search import search
+
+    with _progress() as bar:
+        result = search(dataset, run, query, top=top, device=device, store_dtype=store, progress=_progress_callback(bar))
+    table = Table(title=f"search: {query}", title_justify="left")
+    for col, just in (("rank", "right"), ("score", "right"), ("clip", "left"), ("flight", "left"), ("span in flight", "left")):
+        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    for h in result.hits:
+        table.add_row(str(h.rank), f"{h.score:.4f}", h.clip_id, h.flight_id or "-", _span(h.start_s, h.end_s))
+    out.print(table)
+    err.print(f"{result.clips} clips scored in {result.seconds * 1000:.1f} ms (index {result.index_path})", highlight=False)
+
+
+def _register_named() -> None:
+    from dvtr_data.baselines.engine.registry import describe
+
+    for row in describe():
+        _named_command(row["name"], row["description"])
+
+
+_register_named()
