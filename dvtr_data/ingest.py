@@ -33,7 +33,8 @@ from dvtr_data.dataset import Dataset, write_parquet
 from dvtr_data.discover import FlightSource, discover
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.executor import Executor, Outcome, Progress, make_executor
-from dvtr_data.probe import VideoProbe, probe_video, sha256_file
+from dvtr_data.hashing import sha256_file
+from dvtr_data.probe import probe_video
 from dvtr_data.qc import QcThresholds, assess
 from dvtr_data.runlog import RunLog
 from dvtr_data.scan import scan_flight

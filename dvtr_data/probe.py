@@ -6,7 +6,6 @@ rate is constant, then decodes the first frame to prove the stream is decodable 
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -48,14 +47,6 @@ class VideoProbe:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _has_decoder(codec: str) -> bool:

@@ -21,6 +21,7 @@ import torch
 from open_clip.model import CLIP
 
 from dvtr_data.errors import InputError, ModelError
+from dvtr_data.hashing import sha256_file
 
 from .config import BackboneConfig, DataConfig
 
@@ -178,11 +179,7 @@ def _seeded(seed: int) -> Iterator[None]:
 
 @cache
 def _file_digest(path: str, size: int, mtime_ns: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def weights_identity(cfg: BackboneConfig) -> dict[str, Any]:

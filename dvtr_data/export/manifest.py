@@ -21,6 +21,7 @@ from typing import Any
 from dvtr_data import __version__
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
+from dvtr_data.hashing import sha256_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "dvtr-export-manifest/1"
@@ -54,14 +55,6 @@ def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
             shutil.rmtree(stage, ignore_errors=True)
 
 
-def sha256_of(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def dataset_version(ds: Dataset) -> str:
     """The dataset's declared version, else a fingerprint of the tables an export is made of."""
     declared = ds.config().get("version")
@@ -72,7 +65,7 @@ def dataset_version(ds: Dataset) -> str:
         path = ds.table_path(name)
         if path.is_file():
             h.update(name.encode())
-            h.update(sha256_of(path).encode())
+            h.update(sha256_file(path).encode())
     return "sha256:" + h.hexdigest()[:16]
 
 
@@ -87,7 +80,7 @@ def file_list(root: Path, hash_media: bool = True) -> list[dict[str, Any]]:
                 continue
             entry: dict[str, Any] = {"path": rel, "bytes": p.stat().st_size}
             if hash_media or not f.lower().endswith(MEDIA_SUFFIXES):
-                entry["sha256"] = sha256_of(p)
+                entry["sha256"] = sha256_file(p)
             rows.append(entry)
     rows.sort(key=lambda r: r["path"])
     return rows
@@ -140,7 +133,7 @@ def verify_export(folder: Path) -> list[str]:
         p = folder / f["path"]
         if not p.is_file():
             problems.append(f"missing {f['path']}")
-        elif p.stat().st_size != f["bytes"] or ("sha256" in f and sha256_of(p) != f["sha256"]):
+        elif p.stat().st_size != f["bytes"] or ("sha256" in f and sha256_file(p) != f["sha256"]):
             problems.append(f"changed {f['path']}")
     for dirpath, _dirs, files in os.walk(folder):
         for f in files:

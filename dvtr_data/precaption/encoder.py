@@ -30,6 +30,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from dvtr_data.errors import ModelError, UsageError
+from dvtr_data.hashing import sha256_file
 from dvtr_data.precaption.sampling import FrameGeometry
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
@@ -227,14 +228,6 @@ def resolve_tag_weights(arch: str, tag: str, cache_dir: Path | None = None) -> t
     if not path or not os.path.isfile(path):
         raise ModelError(f"downloading weights of {arch} {tag!r} produced no file", hint=how)
     return path, cfg
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _config_hash(model_cfg: dict[str, Any], overrides: dict[str, Any]) -> str:
