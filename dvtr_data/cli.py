@@ -6,20 +6,17 @@ Exit codes: 0 success; 1 finished but some items failed; 2 usage error; 3 input 
 
 from __future__ import annotations
 
-import functools
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from dvtr_data import __version__
-from dvtr_data.errors import EXIT_CODES, DvtrError, PartialFailure
+from dvtr_data.cli_common import DatasetOpt, WorkersOpt, _boundary, _progress, err, out
+from dvtr_data.errors import EXIT_CODES, PartialFailure
 
 EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
 
@@ -32,49 +29,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
     add_completion=False,
 )
-out = Console()
-err = Console(stderr=True)
-
-# Shared options, declared once.
-DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder (created when missing).")]
-WorkersOpt = Annotated[
-    int | None,
-    typer.Option("--workers", "-j", help="Flights processed in parallel (default: CPU cores; 0 = in-process, for debugging)."),
-]
-
-
-def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """The one error boundary: user errors become one line on stderr and a documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except DvtrError as exc:
-            if os.environ.get("DVTR_DEBUG"):
-                raise
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted; run the same command again to resume", highlight=False)
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("DVTR_DEBUG"):
-                raise
-            err.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
-                "(re-run with DVTR_DEBUG=1 for the traceback, and please report it)",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(70) from None
-
-    return wrapper
-
-
 def command(name: str | None = None, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
         return app.command(name, **kw)(_boundary(fn))
@@ -93,19 +47,6 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
 ) -> None:
     pass
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -285,8 +226,7 @@ def _register_stage_commands() -> None:
     app.command("search")(search_cmd)  # already behind the error boundary
 
 
-if __name__ != "__main__":  # run as a script, this file defers to the imported module (see below)
-    _register_stage_commands()
+_register_stage_commands()
 
 
 def main() -> None:
@@ -294,7 +234,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # `python -m dvtr_data.cli`: the stage modules import `dvtr_data.cli`, which must be the one that runs.
-    from dvtr_data.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

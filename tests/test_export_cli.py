@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dvtr_data.cli import _boundary
+from dvtr_data.cli_common import _boundary
 from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, parse_ratios, split_cmd
 from dvtr_data.errors import UsageError
 from dvtr_data.splits.synthetic_tables import write_generated_dataset
