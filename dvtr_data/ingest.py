@@ -40,6 +40,7 @@ from dvtr_data.runlog import RunLog
 from dvtr_data.scan import scan_flight
 from dvtr_data.schemas import schema_of, validate
 from dvtr_data.shots import DETECTORS, shots_from_cuts
+from dvtr_data.telemetry import detect_events, parse_srt, summarize
 from dvtr_data.windows import WindowRule, make_windows
 
 PARTS_DIR = "ingest"
@@ -164,11 +165,6 @@ def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str]):
     if not sidecar:
         return None
     try:
-        from dvtr_data.telemetry import parse_srt
-    except ImportError:  # telemetry support missing from this build
-        warnings.append("telemetry parser unavailable; sidecar ignored")
-        return None
-    try:
         tel = parse_srt(Path(sidecar), fps=fps)
     except Exception as exc:  # a malformed sidecar is a warning on the flight, never a failure
         warnings.append(f"sidecar {Path(sidecar).name}: unreadable ({' '.join(str(exc).split())[:160]})")
@@ -260,8 +256,6 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
     events: list[tuple[int, str]] = []
     if tel is not None and cfg.split_at_events:
         try:
-            from dvtr_data.telemetry import detect_events
-
             for ev in detect_events(tel):
                 events.append((int(np.searchsorted(scan.times, ev.time_s)), ev.kind))
         except Exception as exc:  # events are optional; never fail the flight for them
@@ -369,8 +363,6 @@ def _tel_start(tel: Any) -> datetime | None:
 
 
 def _add_telemetry(row: dict[str, Any], tel: Any, start_s: float, end_s: float) -> None:
-    from dvtr_data.telemetry import summarize
-
     s = summarize(tel, start_s, end_s)
     row.update(
         lat=s.lat,

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from dvtr_data.dataset import Dataset
 
 
@@ -52,7 +54,5 @@ def inventory(dataset: Dataset) -> Inventory:
     for name in ("flights", "clips", "precaptions", "captions", "splits"):
         path = dataset.table_path(name)
         if path.exists():
-            import pyarrow.parquet as pq
-
             inv.tables[name] = pq.ParquetFile(path).metadata.num_rows
     return inv
