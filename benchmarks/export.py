@@ -49,7 +49,7 @@ def prepare(root: Path, clips: int, dim: int) -> dict:
     import numpy as np
     from PIL import Image
 
-    from dvtr_data.splits.synthetic_tables import write_generated_dataset
+    from dvtr_data.testing.tables import write_generated_dataset
 
     per_flight = 50
     t0 = time.perf_counter()

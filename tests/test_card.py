@@ -11,7 +11,7 @@ import pytest
 from dvtr_data.card import caption_stats, dataset_stats, distinct_n, md_escape, write_card
 from dvtr_data.errors import UsageError
 from dvtr_data.splits import SplitConfig, split_dataset
-from dvtr_data.splits.synthetic_tables import write_generated_dataset
+from dvtr_data.testing.tables import write_generated_dataset
 
 HOSTILE = [
     "<script>alert('x')</script> a harbour",

@@ -18,7 +18,7 @@ from dvtr_data.export import EXPORTERS, Exporter, export_dataset, verify_export
 from dvtr_data.export.qvhighlights import derived_saliency, relevant_cells
 from dvtr_data.importers import import_published
 from dvtr_data.splits import SplitConfig, split_dataset
-from dvtr_data.splits.synthetic_tables import write_generated_dataset
+from dvtr_data.testing.tables import write_generated_dataset
 
 
 def make_files(ds: Dataset, every: int = 2) -> set[str]:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from dvtr_data.cli_common import _boundary
 from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, parse_ratios, split_cmd
 from dvtr_data.errors import UsageError
-from dvtr_data.splits.synthetic_tables import write_generated_dataset
+from dvtr_data.testing.tables import write_generated_dataset
 
 app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode="rich")
 for _name, _fn in (("split", split_cmd), ("export", export_cmd), ("import", import_cmd), ("card", card_cmd)):

@@ -124,7 +124,7 @@ def test_import_with_videos_beside_the_captions(tmp_path):
 
 def test_generated_dataset_round_trips_through_its_own_export(tmp_path):
     from dvtr_data.splits import SplitConfig, split_dataset
-    from dvtr_data.splits.synthetic_tables import write_generated_dataset
+    from dvtr_data.testing.tables import write_generated_dataset
 
     ds, _ = write_generated_dataset(tmp_path / "ds", n_flights=30, clips_per_flight=(2, 6), seed=6)
     split_dataset(ds, SplitConfig(tolerance=0.1))

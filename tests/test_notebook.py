@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dvtr_data.splits import SplitConfig, split_dataset
-from dvtr_data.splits.synthetic_tables import write_generated_dataset
+from dvtr_data.testing.tables import write_generated_dataset
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "explore_dataset.ipynb"
 

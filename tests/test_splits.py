@@ -29,7 +29,7 @@ from dvtr_data.splits import (
     split_dataset,
 )
 from dvtr_data.splits.neardup import cosine_pairs, phash
-from dvtr_data.splits.synthetic_tables import write_embeddings, write_generated_dataset
+from dvtr_data.testing.tables import write_embeddings, write_generated_dataset
 
 
 def split_map(ds: Dataset) -> dict[str, str]:
