@@ -14,7 +14,7 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from dvtr_data.simulated import tokenize
+from dvtr_data.synth.simulated import tokenize
 
 BLOCKING = frozenset({"empty", "too_short", "duplicate", "unchanged_draft", "non_language"})
 MIN_WORDS = 5

@@ -20,7 +20,7 @@ from dvtr_data.annotation.push import find_project
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import ServiceError
 from dvtr_data.runlog import RunLog
-from dvtr_data.simulated import tokenize
+from dvtr_data.synth.simulated import tokenize
 
 SIMULATED_DOMAIN = "simulated.dvtr.invalid"
 DELETED_FLAG = "deleted_in_labelstudio"

@@ -7,7 +7,7 @@
   against all other captions; lower = more diverse), vocabulary size and mean length.
 - **Draft reliance**: the share of captions submitted as the draft, unchanged.
 
-Inputs are token lists (`dvtr_data.simulated.tokenize`), so every figure sees the same normalisation.
+Inputs are token lists (`dvtr_data.synth.simulated.tokenize`), so every figure sees the same normalisation.
 """
 
 from __future__ import annotations

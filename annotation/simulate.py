@@ -22,7 +22,7 @@ from dvtr_data.annotation.push import find_project
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ServiceError
 from dvtr_data.runlog import RunLog
-from dvtr_data.simulated import simulated_captions
+from dvtr_data.synth.simulated import simulated_captions
 
 Say = Callable[[str], None]
 

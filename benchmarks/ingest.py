@@ -22,7 +22,7 @@ from pathlib import Path
 
 import av
 
-from dvtr_data.cutting import EncoderSettings, output_size
+from dvtr_data.ingest.cutting import EncoderSettings, output_size
 from dvtr_data.dataset import Dataset
 from dvtr_data.ingest import IngestConfig, ingest
 

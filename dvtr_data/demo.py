@@ -91,7 +91,7 @@ def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
     from dvtr_data.card import write_card
     from dvtr_data.dataset import Dataset
     from dvtr_data.export import export_dataset
-    from dvtr_data.simulated import simulated_captions
+    from dvtr_data.synth.simulated import simulated_captions
     from dvtr_data.splits import split_dataset
 
     ds = Dataset(dataset_dir)

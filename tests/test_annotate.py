@@ -32,7 +32,7 @@ from dvtr_data.annotation.status import annotation_status
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import PartialFailure, ServiceError, UsageError
 from dvtr_data.schemas import schema_of
-from dvtr_data.simulated import TRUTH_FORMAT
+from dvtr_data.synth.simulated import TRUTH_FORMAT
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 LOCAL = Connection("http://127.0.0.1:8080", KEY, local=True)
@@ -109,14 +109,14 @@ def test_task_header_places_the_clip_in_its_flight():
     ],
 )
 def test_caption_flags(text, draft, flags):
-    from dvtr_data.simulated import tokenize
+    from dvtr_data.synth.simulated import tokenize
 
     assert checks.caption_flags(text, tokenize(text), draft) == flags
 
 
 def test_duplicates_flag_the_later_caption_and_leave_other_stages_rows_alone():
     def row(cid, text, minute, mine=True):
-        from dvtr_data.simulated import tokenize
+        from dvtr_data.synth.simulated import tokenize
 
         return {"caption_id": cid, "clip_id": "c", "text": text, "tokens": tokenize(text), "status": "submitted",
                 "created_at": datetime(2026, 1, 1, 0, minute, tzinfo=UTC), "flags": ["keep-me"] if not mine else [], "mine": mine}
@@ -587,7 +587,7 @@ def _cli():
     import typer
 
     from dvtr_data.cli import app
-    from dvtr_data.cli_annotate import annotate_app
+    from dvtr_data.cli.annotate import annotate_app
 
     if not any(getattr(g, "name", None) == "annotate" for g in app.registered_groups):
         root = typer.Typer()

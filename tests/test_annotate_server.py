@@ -65,7 +65,7 @@ def _cli():
     import typer
 
     from dvtr_data.cli import app
-    from dvtr_data.cli_annotate import annotate_app
+    from dvtr_data.cli.annotate import annotate_app
 
     if any(getattr(g, "name", None) == "annotate" for g in app.registered_groups):
         return app
@@ -105,7 +105,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         pytest.skip(f"the Label Studio server cannot run here: its environment could not be created ({exc})")
     from dvtr_data.ingest import IngestConfig, ingest
     from dvtr_data.synth import generate
-    from dvtr_data.windows import WindowRule
+    from dvtr_data.ingest.windows import WindowRule
 
     root = tmp_path_factory.mktemp("annotate-live")
     generate(root / "flights", preset="tiny", seed=0)

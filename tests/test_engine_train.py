@@ -183,7 +183,7 @@ def test_trained_backbone_modes_run(toy: Dataset, mode: str) -> None:
 # ---------------------------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def cli():
-    from dvtr_data.cli_baseline import baseline_app, search_cmd
+    from dvtr_data.cli.baseline import baseline_app, search_cmd
 
     app = typer.Typer()
     app.add_typer(baseline_app, name="baseline")

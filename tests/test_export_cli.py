@@ -13,8 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from dvtr_data.cli_common import _boundary
-from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, parse_ratios, split_cmd
+from dvtr_data.cli.common import _boundary
+from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, parse_ratios, split_cmd
 from dvtr_data.errors import UsageError
 from dvtr_data.testing.tables import write_generated_dataset
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from dvtr_data.cli import app
 from dvtr_data.dataset import Dataset
 from dvtr_data.ingest import IngestConfig, ingest
-from dvtr_data.probe import probe_video
-from dvtr_data.scan import scan_flight
-from dvtr_data.windows import WindowRule
+from dvtr_data.ingest.probe import probe_video
+from dvtr_data.ingest.scan import scan_flight
+from dvtr_data.ingest.windows import WindowRule
 
 # Short windows so that the tiny flights' shots (1.6-5 s) yield several clips each.
 SHORT = WindowRule(target_s=1.0, min_s=0.5, max_s=2.0)

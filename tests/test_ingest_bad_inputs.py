@@ -25,7 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 import badinputs
-import dvtr_data.ingest as ingest_mod
+import dvtr_data.ingest.stage as ingest_stage
 from dvtr_data.cli import app
 from dvtr_data.dataset import Dataset
 from dvtr_data.executor import ProcessExecutor
@@ -129,7 +129,7 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> MatrixRun:
         return badinputs.FaultyExecutor(workers, stall_timeout)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(ingest_mod, "make_executor", faulty)
+        mp.setattr(ingest_stage, "make_executor", faulty)
         result = CliRunner().invoke(
             app, ["ingest", str(folder), "--dataset", str(dataset), "--workers", "2", "--stall-timeout", str(STALL_S)]
         )

@@ -64,7 +64,7 @@ def test_whole_flow_on_rendered_flights(tmp_path, monkeypatch):
     from dvtr_data.dataset import Dataset
     from dvtr_data.export import EXPORTERS, export_dataset, verify_export
     from dvtr_data.ingest import ingest
-    from dvtr_data.simulated import simulated_captions
+    from dvtr_data.synth.simulated import simulated_captions
     from dvtr_data.synth import generate
 
     generate(tmp_path / "flights", preset="tiny", seed=0)

@@ -10,7 +10,7 @@ import typer
 from test_precaption_support import make_dataset
 from typer.testing import CliRunner
 
-from dvtr_data.cli_precaption import precaption_app
+from dvtr_data.cli.precaption import precaption_app
 
 runner = CliRunner()
 root = typer.Typer(pretty_exceptions_enable=False, add_completion=False)

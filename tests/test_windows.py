@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dvtr_data.errors import UsageError
-from dvtr_data.shots import Shot, shots_from_cuts
-from dvtr_data.windows import WindowRule, make_windows
+from dvtr_data.ingest.shots import Shot, shots_from_cuts
+from dvtr_data.ingest.windows import WindowRule, make_windows
 
 
 def spans(windows):

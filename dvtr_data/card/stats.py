@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.dataset import Dataset
-from dvtr_data.simulated import tokenize
+from dvtr_data.synth.simulated import tokenize
 from dvtr_data.splits.assign import SPLIT_NAMES
 from dvtr_data.splits.build import read_split_report
 

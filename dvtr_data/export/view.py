@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, UsageError
-from dvtr_data.simulated import tokenize
+from dvtr_data.synth.simulated import tokenize
 from dvtr_data.splits.assign import SPLIT_NAMES
 
 ID_MODES = ("source", "clean")

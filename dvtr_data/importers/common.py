@@ -25,7 +25,7 @@ import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moment
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.schemas import schema_of
-from dvtr_data.simulated import tokenize
+from dvtr_data.synth.simulated import tokenize
 
 MEDIA_MODES = ("copy", "link", "symlink", "none")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -155,7 +155,7 @@ def place_media(src: Path, dst: Path, mode: str) -> None:
 
 
 def _video_facts(path: Path) -> dict[str, Any] | None:
-    from dvtr_data.probe import probe_video
+    from dvtr_data.ingest.probe import probe_video
 
     try:
         p = probe_video(path)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from dvtr_data.dataset import Dataset
 from dvtr_data.schemas import schema_of
-from dvtr_data.simulated import tokenize
+from dvtr_data.synth.simulated import tokenize
 
 CATEGORIES = ("road", "river", "farmland", "harbour", "forest", "stadium", "residential", "construction")
 _SUBJECTS = {

@@ -28,20 +28,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvtr_data import __version__
-from dvtr_data.cutting import ClipSpec, EncoderSettings, cut_clips, output_size, remove_stale_files
+from dvtr_data.ingest.cutting import ClipSpec, EncoderSettings, cut_clips, output_size, remove_stale_files
 from dvtr_data.dataset import Dataset, write_parquet
-from dvtr_data.discover import FlightSource, discover
+from dvtr_data.ingest.discover import FlightSource, discover
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.executor import Executor, Outcome, Progress, make_executor
 from dvtr_data.hashing import sha256_file
-from dvtr_data.probe import probe_video
-from dvtr_data.qc import QcThresholds, assess
+from dvtr_data.ingest.probe import probe_video
+from dvtr_data.ingest.qc import QcThresholds, assess
 from dvtr_data.runlog import RunLog
-from dvtr_data.scan import scan_flight
+from dvtr_data.ingest.scan import scan_flight
 from dvtr_data.schemas import schema_of, validate
-from dvtr_data.shots import DETECTORS, shots_from_cuts
+from dvtr_data.ingest.shots import DETECTORS, shots_from_cuts
 from dvtr_data.telemetry import detect_events, parse_srt, summarize
-from dvtr_data.windows import WindowRule, make_windows
+from dvtr_data.ingest.windows import WindowRule, make_windows
 
 PARTS_DIR = "ingest"
 

@@ -29,7 +29,7 @@ def _bounded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dvtr_data.cli_common import _boundary
+        from dvtr_data.cli.common import _boundary
 
         return _boundary(fn)(*args, **kwargs)
 
@@ -37,7 +37,7 @@ def _bounded(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _consoles():
-    from dvtr_data.cli_common import err, out
+    from dvtr_data.cli.common import err, out
 
     return out, err
 
@@ -94,7 +94,7 @@ def precaption_cmd(
         max_caption_chars=max_caption_chars, top_k=top_k, dedupe_threshold=dedupe, tags=tags, top_tags=top_tags,
         include_rejected=include_rejected, force=force,
     )
-    from dvtr_data.cli_common import _progress
+    from dvtr_data.cli.common import _progress
 
     with _progress() as bar:
         tasks: dict[str, Any] = {}

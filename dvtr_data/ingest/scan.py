@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from dvtr_data.errors import InputError
-from dvtr_data.shots import CutFinder, detection_size
+from dvtr_data.ingest.shots import CutFinder, detection_size
 
 SHARPNESS_WIDTH = 640
 SHARPNESS_PER_SECOND = 2.0

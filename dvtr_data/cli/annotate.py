@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dvtr_data.cli_common import _boundary, err, out
+from dvtr_data.cli.common import _boundary, err, out
 
 annotate_app = typer.Typer(
     name="annotate",

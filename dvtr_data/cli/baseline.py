@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from dvtr_data.cli_common import _boundary, _progress, err, out
+from dvtr_data.cli.common import _boundary, _progress, err, out
 from dvtr_data.errors import UsageError
 
 baseline_app = typer.Typer(

@@ -23,7 +23,7 @@ from fractions import Fraction
 from typing import Literal
 
 from dvtr_data.errors import UsageError
-from dvtr_data.shots import Shot
+from dvtr_data.ingest.shots import Shot
 
 TailRule = Literal["merge", "drop", "keep"]
 

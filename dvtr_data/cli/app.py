@@ -6,7 +6,6 @@ Exit codes: 0 success; 1 finished but some items failed; 2 usage error; 3 input 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +14,7 @@ import typer
 from rich.table import Table
 
 from dvtr_data import __version__
-from dvtr_data.cli_common import DatasetOpt, WorkersOpt, _boundary, _progress, err, out
+from dvtr_data.cli.common import DatasetOpt, WorkersOpt, _boundary, _progress, err, out
 from dvtr_data.errors import EXIT_CODES, PartialFailure
 
 EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
@@ -104,10 +103,10 @@ def ingest_cmd(
 
     Example: [bold]dvtr-data ingest ~/flights/2026-06 --dataset my-dataset --workers 2[/]
     """
-    from dvtr_data.cutting import EncoderSettings
+    from dvtr_data.ingest.cutting import EncoderSettings
     from dvtr_data.ingest import FlightMeta, IngestConfig, ingest
-    from dvtr_data.qc import QcThresholds
-    from dvtr_data.windows import WindowRule
+    from dvtr_data.ingest.qc import QcThresholds
+    from dvtr_data.ingest.windows import WindowRule
 
     config = IngestConfig(
         detector=detector,
@@ -201,7 +200,7 @@ def demo_cmd(
 
     result = run_demo(out_dir, seed=seed, say=say)
     if result.annotation is not None:
-        from dvtr_data.cli_annotate import print_status
+        from dvtr_data.cli.annotate import print_status
 
         print_status(result.annotation.status)
     print_inventory(inventory(Dataset(result.dataset)))
@@ -211,10 +210,10 @@ def demo_cmd(
 
 def _register_stage_commands() -> None:
     """Commands of the later stages live in their own modules; they import this one for the error boundary."""
-    from dvtr_data.cli_annotate import annotate_app
-    from dvtr_data.cli_baseline import baseline_app, search_cmd
-    from dvtr_data.cli_dataset import card_cmd, export_cmd, import_cmd, split_cmd
-    from dvtr_data.cli_precaption import precaption_app
+    from dvtr_data.cli.annotate import annotate_app
+    from dvtr_data.cli.baseline import baseline_app, search_cmd
+    from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, split_cmd
+    from dvtr_data.cli.precaption import precaption_app
 
     app.add_typer(precaption_app, name="precaption")
     app.add_typer(annotate_app, name="annotate")
@@ -232,6 +231,3 @@ _register_stage_commands()
 def main() -> None:
     app()
 
-
-if __name__ == "__main__":
-    sys.exit(main())
