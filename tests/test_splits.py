@@ -397,7 +397,7 @@ def test_near_duplicates_of_published_clips_follow_their_published_split(tmp_pat
     leak = result.report["leakage"]
     assert leak["leaks"] == 0
     assert leak["cosine_pairs_published"]["train-val"] == 1  # the published set's own leak, reported apart
-    assert leak["cosine_check"] == ("recomputed" if recheck else "pair-list")
+    assert leak["cosine_check"] == "exact"
 
 
 def test_few_large_groups_still_meet_the_ratios(tmp_path):

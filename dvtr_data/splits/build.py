@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +28,11 @@ from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.splits import neardup
 from dvtr_data.splits.assign import SPLIT_NAMES, Unit, assign
 from dvtr_data.splits.groups import build_groups, location_cells
-from dvtr_data.splits.report import leakage, split_sizes
+from dvtr_data.splits.report import RECOUNT_BUDGET, leakage, split_sizes
 
 REPORT_NAME = "split_report.json"
 REPORT_FORMAT = "dvtr-split-report/1"
 GROUP_KINDS = ("flight", "location")
-RECHECK_AUTO = 30_000
 STRATIFY = ("auto", "category", "tag", "none")
 
 
@@ -51,9 +51,8 @@ class SplitConfig:
     stratify: str = "auto"
     min_captions: int = 5
     tolerance: float = 0.05
-    recheck: bool | None = (
-        None  # recompute cross-split cosines in the report; None: when <= RECHECK_AUTO clips
-    )
+    recheck: bool | None = None  # report: True compares every cross-split pair; else exact within the budget
+    recount_budget: int = RECOUNT_BUDGET  # report: cross-split comparisons per kind before it samples clips
 
     def check(self) -> SplitConfig:
         if (
@@ -158,16 +157,27 @@ def top_tags(ds: Dataset) -> dict[str, str]:
     return dict(zip(t.column("clip_id").to_pylist(), t.column("tag").to_pylist(), strict=True))
 
 
-def split_dataset(dataset: Dataset | str | Path, config: SplitConfig | None = None) -> SplitResult:
-    """Compute and write the splits of ``dataset``; see the module docstring for the steps."""
+WRITER = "split"
+
+
+def split_dataset(
+    dataset: Dataset | str | Path,
+    config: SplitConfig | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> SplitResult:
+    """Compute and write the splits of ``dataset``; see the module docstring for the steps.
+
+    ``progress(done, total)`` follows the long steps one after the other (the near-duplicate searches, then the
+    report's recount), so ``total`` changes between steps.
+    """
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
     cfg = (config or SplitConfig()).check()
-    with ds.lock("split"):
-        return _split(ds, cfg)
+    with ds.writing(WRITER):
+        return _split(ds, cfg, progress)
 
 
-def _split(ds: Dataset, cfg: SplitConfig) -> SplitResult:
+def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] | None = None) -> SplitResult:
     clips = _read_clips(ds)
     if not clips.ids:
         raise DatasetError(
@@ -230,24 +240,21 @@ def _split(ds: Dataset, cfg: SplitConfig) -> SplitResult:
             vectors = emb.vectors
             sub_rows = rows_full[idx]
             have = np.flatnonzero(sub_rows >= 0)
-            ii_all, jj_all = [], []
-            for ii, jj in neardup.cosine_pairs(vectors[sub_rows[have]], cfg.threshold):
-                ii_all.append(have[ii])
-                jj_all.append(have[jj])
-            pairs["cosine"] = (
-                np.concatenate(ii_all) if ii_all else np.zeros(0, np.int64),
-                np.concatenate(jj_all) if jj_all else np.zeros(0, np.int64),
+            found = neardup.index_cosine_pairs(
+                vectors[sub_rows[have]], cfg.threshold, seed=cfg.seed, progress=progress
             )
+            pairs["cosine"] = (have[found.ii], have[found.jj])
             emb_info = {
                 "model": emb.model,
                 "file": str(emb.path.relative_to(ds.root)),
                 "clips_with": int(len(have)),
                 "clips_without": int(len(idx) - len(have)),
+                "search": found.info,
             }
         if cfg.max_hamming >= 0:
             hashes_full = np.zeros(n, dtype=np.uint64)
             hashes_full[idx] = neardup.keyframe_hashes(ds, [clips.keyframe[i] for i in idx])
-            pairs["phash"] = neardup.hamming_pairs(hashes_full[idx], cfg.max_hamming)
+            pairs["phash"] = neardup.hamming_links(hashes_full[idx], cfg.max_hamming, progress=progress)
 
     cells_full = None
     cell_names: list[str] = []
@@ -307,11 +314,6 @@ def _split(ds: Dataset, cfg: SplitConfig) -> SplitResult:
     in_split = np.isin(split, SPLIT_NAMES)
     label_full = np.full(n, -1, dtype=np.int64)
     label_full[idx] = groups.label
-    edges = None
-    if "cosine" in pairs:
-        edges = (idx[pairs["cosine"][0]], idx[pairs["cosine"][1]])
-    n_vec = int((rows_full >= 0).sum())
-    recheck = cfg.recheck if cfg.recheck is not None else n_vec <= RECHECK_AUTO
     leak = leakage(
         split,
         imported,
@@ -320,11 +322,13 @@ def _split(ds: Dataset, cfg: SplitConfig) -> SplitResult:
         vectors=vectors,
         vector_rows=rows_full,
         threshold=cfg.threshold,
-        cosine_edges=edges,
-        recheck=recheck,
         hashes=hashes_full,
         max_hamming=cfg.max_hamming if cfg.near_duplicates else -1,
         cells=cells_full,
+        exact=cfg.recheck is True,
+        budget=cfg.recount_budget,
+        seed=cfg.seed,
+        progress=progress,
     )
     if "flight" in cfg.group_by:
         leak["leaks"] += leak["flights_straddling"]
@@ -374,9 +378,15 @@ def _split(ds: Dataset, cfg: SplitConfig) -> SplitResult:
             "split": split.tolist(),
             "group_id": group_id.tolist(),
             "group_kind": group_kind.tolist(),
+            "writer": [WRITER] * len(clips.ids),
         }
     )
-    ds.write_table("splits", rows)
+    # a clip whose split another command wrote (an import's published split) keeps that row, untouched
+    current = ds.read_table("splits")
+    theirs = current.filter(pc.not_equal(current.column("writer"), WRITER)) if current.num_rows else current
+    if theirs.num_rows:
+        rows = rows.filter(pc.invert(pc.is_in(rows.column("clip_id"), value_set=theirs.column("clip_id"))))
+    ds.replace_rows("splits", WRITER, rows)
     report_path = ds.root / REPORT_NAME
     atomic_write_bytes(report_path, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode())
     ds.record_stage("split", {**_settings(cfg), "groups": groups.n_groups, "leaks": leak["leaks"]})
