@@ -107,3 +107,9 @@ def retrieval_metrics(
     else:
         v2t = summarise(v2t_ranks_single(sim, caption_clip), median="mean")
     return {"t2v": t2v, "v2t": v2t}
+
+
+def mean_recall(result: dict[str, dict[str, float]]) -> float:
+    """mR: the mean of the six recalls (R@1/5/10 both ways), the summary AMFMN and its successors report."""
+    values = [result[d][k] for d in ("t2v", "v2t") for k in ("R1", "R5", "R10")]
+    return float(sum(values) / len(values))
