@@ -14,7 +14,17 @@ import typer
 from rich.table import Table
 
 from dvtr_data import __version__
-from dvtr_data.cli.common import DatasetOpt, WorkersOpt, _boundary, _progress, err, out
+from dvtr_data.cli.common import (
+    DatasetOpt,
+    ExecutorOpt,
+    RayAddressOpt,
+    WorkersOpt,
+    _boundary,
+    _progress,
+    err,
+    out,
+    progress_bars,
+)
 from dvtr_data.errors import EXIT_CODES, PartialFailure
 
 EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
@@ -92,6 +102,8 @@ def ingest_cmd(
     preset: Annotated[str, typer.Option(help="libx264 preset of clip files.")] = "veryfast",
     min_sharpness: Annotated[float, typer.Option(help="QC: reject clips blurrier than this (variance of the Laplacian).")] = 15.0,
     stall_timeout: Annotated[float, typer.Option(help="Stop a flight's worker after this many seconds without progress (hung decoder).")] = 120.0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayAddressOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Re-ingest flights that are already up to date.")] = False,
     licence: Annotated[str | None, typer.Option(help="Licence of these flights' footage, recorded per flight.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner of these flights' footage, recorded per flight.")] = None,
@@ -117,29 +129,13 @@ def ingest_cmd(
         cut_rejected=cut_rejected,
         encoder=EncoderSettings(crf=crf, preset=preset, max_height=max_height),
     )
-    with _progress() as bar:
-        overall = bar.add_task("flights", total=None)
-        tasks: dict[int, Any] = {}
+    run_on = None
+    if executor != "local":
+        from dvtr_data.engine import make_executor
 
-        def on_flight(event: str, info: dict[str, Any]) -> None:
-            if event == "start":
-                bar.update(overall, total=info["total"], completed=info["skipped"])
-            elif event in ("done", "error", "skip", "duplicate"):
-                bar.advance(overall)
-            if event == "duplicate":
-                bar.console.print(f"[yellow]warning:[/] {info['path']}: same content as {info['same_as']}; ingested once", markup=True, highlight=False, soft_wrap=True)
-            if event == "error":
-                bar.console.print(f"[red]failed:[/] {info['error']}", markup=True, highlight=False, soft_wrap=True)
-            elif event == "done":
-                for w in info.get("warnings") or []:
-                    bar.console.print(f"[yellow]warning:[/] {Path(info['path']).name}: {w}", markup=True, highlight=False, soft_wrap=True)
-
-        def on_progress(p: Any, src: Any) -> None:
-            if p.index not in tasks:
-                tasks[p.index] = bar.add_task(f"  {src.video.name}", total=p.total)
-            bar.update(tasks[p.index], completed=p.done, total=p.total)
-
-        report = ingest(flights, dataset, config, workers=workers, stall_timeout=stall_timeout, on_flight=on_flight, on_progress=on_progress, force=force,
+        run_on = make_executor(workers, stall_timeout, kind=executor, ray_address=ray_address)
+    with progress_bars() as reporter:
+        report = ingest(flights, dataset, config, workers=workers, executor=run_on, stall_timeout=stall_timeout, reporter=reporter, force=force,
                         meta=FlightMeta(licence, owner, private_location))
     for problem in report.input_problems:  # flight errors were printed as they happened
         err.print(f"failed: {problem}", highlight=False, soft_wrap=True)

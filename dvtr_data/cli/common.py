@@ -5,17 +5,27 @@ Kept apart from `cli.py` (which assembles the app) so that command modules can i
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar, Self
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from dvtr_data.errors import DvtrError
+from dvtr_data.reporting import Event, Notice, Reporter
 
 out = Console()
 err = Console(stderr=True)
@@ -25,6 +35,16 @@ DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folde
 WorkersOpt = Annotated[
     int | None,
     typer.Option("--workers", "-j", help="Flights processed in parallel (default: CPU cores; 0 = in-process, for debugging)."),
+]
+ExecutorOpt = Annotated[
+    str,
+    typer.Option("--executor", help="Where items run: local (worker processes here) or ray (tasks on a Ray cluster; "
+                 "tables are still written here)."),
+]
+RayAddressOpt = Annotated[
+    str | None,
+    typer.Option("--ray-address", help="Ray cluster for --executor ray: 'auto' joins the one `ray start` runs on "
+                 "this machine, ray://HOST:10001 a remote one; default: start a local cluster."),
 ]
 
 
@@ -71,3 +91,53 @@ def _progress() -> Progress:
         transient=False,
         disable=not err.is_terminal,
     )
+
+
+class ProgressBars:
+    """The CLI's one renderer of the reporting protocol (`dvtr_data.reporting`).
+
+    One rich bar per (stage, label), created on its first event; a transient bar (one flight's frames) goes when
+    it completes. Notices print above the bars: warnings in yellow, errors in red. Off a terminal the bars are
+    hidden and notices still print, so a log file keeps them.
+    """
+
+    STYLES: ClassVar[dict[str, str]] = {"warning": "[yellow]warning:[/] ", "error": "[red]failed:[/] ", "info": ""}
+
+    def __init__(self, progress: Progress | None = None) -> None:
+        self.bar = progress or _progress()
+        self.tasks: dict[tuple[str, str], Any] = {}
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Notice):
+            self.bar.console.print(f"{self.STYLES[event.level]}{escape(event.text)}", markup=True, highlight=False,
+                                   soft_wrap=True)
+            return
+        key = (event.stage, event.label)
+        task = self.tasks.get(key)
+        if task is None:
+            if event.transient and event.finished:
+                return
+            label = f"  {event.label}" if event.transient else event.label
+            task = self.tasks[key] = self.bar.add_task(label, total=event.total, completed=event.done)
+        else:
+            self.bar.update(task, completed=event.done, total=event.total)
+        if event.transient and event.finished:
+            self.bar.remove_task(task)
+            del self.tasks[key]
+
+    def __enter__(self) -> Self:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(*exc)  # type: ignore[arg-type]
+
+    def reporter(self, stage: str = "") -> Reporter:
+        return Reporter(self, stage)
+
+
+@contextlib.contextmanager
+def progress_bars(stage: str = "") -> Iterator[Reporter]:
+    """``with progress_bars("split") as reporter: split(..., reporter=reporter)``."""
+    with ProgressBars() as bars:
+        yield bars.reporter(stage)

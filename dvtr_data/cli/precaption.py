@@ -57,6 +57,8 @@ def precaption_cmd(
     workers: Annotated[int | None, typer.Option("--workers", "-j", help="Decode processes (default: 1 beside a CPU model, up to 8 beside a GPU).")] = None,
     decode_timeout: Annotated[float, typer.Option(help="Seconds one clip may take to decode before its decoder is stopped and PyAV tried.")] = 60.0,
     overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Decode while the model runs; --no-overlap pauses decoding during model calls.")] = True,
+    executor: Annotated[str, typer.Option("--executor", help="Where clips are decoded: local (worker processes) or ray (tasks on a Ray cluster).")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join with --executor ray ('auto': the one `ray start` runs here; default: start a local one).")] = None,
     bank: Annotated[list[str] | None, typer.Option("--bank", help="Caption bank: 'builtin', or a file/folder (text, JSONL, JSON/CapERA, Parquet, CLIP4Clip raw-captions.pkl). Repeat to combine.")] = None,
     bank_format: Annotated[str, typer.Option(help="auto, text, jsonl, json, parquet or clip4clip.")] = "auto",
     text_column: Annotated[str | None, typer.Option(help="Caption column of a JSONL/JSON/Parquet bank (default: text, caption, sentence, ...).")] = None,
@@ -90,30 +92,15 @@ def precaption_cmd(
     config = PrecaptionConfig(
         model=ModelSpec(model, pretrained, checkpoint, device, precision, seed, cache_dir),
         frames=frames, batch_size=batch_size, workers=workers, decode_timeout=decode_timeout, overlap=overlap,
+        executor=executor, ray_address=ray_address,
         banks=tuple(bank or ("builtin",)), bank_format=bank_format, text_column=text_column,
         max_caption_chars=max_caption_chars, top_k=top_k, dedupe_threshold=dedupe, tags=tags, top_tags=top_tags,
         include_rejected=include_rejected, force=force,
     )
-    from dvtr_data.cli.common import _progress
+    from dvtr_data.cli.common import progress_bars
 
-    with _progress() as bar:
-        tasks: dict[str, Any] = {}
-
-        def on_event(name: str, info: dict[str, Any]) -> None:
-            if name == "model":
-                bar.console.print(f"model {info['model']} on {info['device']}", highlight=False)
-            elif name == "text_progress":
-                if "text" not in tasks:
-                    tasks["text"] = bar.add_task("embedding bank captions", total=info["total"])
-                bar.update(tasks["text"], completed=info["done"], total=info["total"])
-            elif name == "embed_start":
-                tasks["clips"] = bar.add_task("clips", total=info["total"], completed=info["skipped"])
-            elif name == "clip":
-                bar.advance(tasks["clips"])
-                if info["status"] != "ok":
-                    bar.console.print(f"[red]failed:[/] {info['clip_id']}: {info['error']}", markup=True, highlight=False, soft_wrap=True)
-
-        report = precaption(dataset, config, on_event=on_event)
+    with progress_bars() as reporter:
+        report = precaption(dataset, config, reporter=reporter)
     if not err.is_terminal:
         for e in report.errors:
             err.print(f"failed: {e}", highlight=False, soft_wrap=True)

@@ -32,10 +32,11 @@ from dvtr_data.ingest.cutting import ClipSpec, EncoderSettings, cut_clips, outpu
 from dvtr_data.dataset import Dataset, write_parquet
 from dvtr_data.ingest.discover import FlightSource, discover
 from dvtr_data.errors import InputError, UsageError
-from dvtr_data.executor import Executor, Outcome, Progress, make_executor
+from dvtr_data.engine import Executor, Outcome, make_executor
 from dvtr_data.hashing import sha256_file
 from dvtr_data.ingest.probe import probe_video
 from dvtr_data.ingest.qc import QcThresholds, assess
+from dvtr_data.reporting import Reporter, Sink, as_reporter
 from dvtr_data.runlog import RunLog
 from dvtr_data.ingest.scan import scan_flight
 from dvtr_data.schemas import schema_of, validate
@@ -430,14 +431,15 @@ def ingest(
     workers: int | None = None,
     executor: Executor | None = None,
     stall_timeout: float = 120.0,
-    on_flight: Callable[[str, dict[str, Any]], None] | None = None,
-    on_progress: Callable[[Progress, FlightSource], None] | None = None,
+    reporter: Reporter | Sink | None = None,
     force: bool = False,
     meta: FlightMeta | None = None,
 ) -> IngestReport:
     """Ingest flight videos (files or folders) into the dataset at ``dataset_dir``.
 
-    ``on_flight(event, info)`` is called in the parent for "start" (info: total), "skip", "done" and "error".
+    ``reporter`` receives the count of flights, each running flight's frames, and a notice per warning, duplicate
+    and failed flight. ``executor`` runs the flights (default: ``workers`` local processes; a `RayExecutor` runs
+    them on a cluster, the tables are still written here).
     """
     config = config or IngestConfig()
     meta = meta or FlightMeta()
@@ -451,7 +453,7 @@ def ingest(
     with dataset.lock("ingest"):
         dataset.sweep_temp_files()
         return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor, stall_timeout,
-                              on_flight, on_progress, force)
+                              as_reporter(reporter, "ingest"), force)
 
 
 def _ingest_locked(
@@ -464,8 +466,7 @@ def _ingest_locked(
     workers: int | None,
     executor: Executor | None,
     stall_timeout: float,
-    on_flight: Callable[[str, dict[str, Any]], None] | None,
-    on_progress: Callable[[Progress, FlightSource], None] | None,
+    rep: Reporter,
     force: bool,
 ) -> IngestReport:
     store = PartStore(dataset)
@@ -500,20 +501,20 @@ def _ingest_locked(
             if meta.differs(prev):
                 store.update_flight(meta.apply(dict(prev)))
             log.write("skip", path=str(src.video), flight_id=prev["flight_id"], reason="already ingested with these settings")
-            if on_flight:
-                on_flight("skip", {"path": str(src.video), "flight_id": prev["flight_id"]})
             continue
         jobs.append(FlightJob(str(src.video), str(src.sidecar) if src.sidecar else None, str(dataset.root), config, size, mtime))
         job_sources.append(src)
-    if on_flight:
-        on_flight("start", {"total": len(sources), "todo": len(jobs), "skipped": report.flights_skipped})
+    counter = rep.counter("flights", len(sources), "flights", done=report.flights_skipped)
 
     executor = executor or make_executor(workers, stall_timeout)
     seen_ids: dict[str, str] = {}
     try:
         for outcome in executor.run(
-            ingest_flight, jobs, (lambda p: on_progress(p, job_sources[p.index])) if on_progress else None
+            ingest_flight, jobs,
+            lambda p: rep.progress(job_sources[p.index].video.name, p.done, p.total, "frames", transient=True),
         ):
+            rep.progress(job_sources[outcome.index].video.name, 1, 1, "frames", transient=True)  # its bar goes
+            counter.advance()
             result = _result_of(outcome)
             flight = result["flight"]
             fid = flight["flight_id"]
@@ -522,8 +523,7 @@ def _ingest_locked(
                 report.warnings.append(msg)
                 report.duplicates += 1
                 log.write("duplicate", path=flight["source_path"], flight_id=fid, same_as=seen_ids[fid])
-                if on_flight:
-                    on_flight("duplicate", {"path": flight["source_path"], "same_as": seen_ids[fid]})
+                rep.warning(msg)
                 continue
             seen_ids[fid] = flight["source_path"]
             meta.apply(flight)
@@ -544,15 +544,13 @@ def _ingest_locked(
                 log.write("done", path=flight["source_path"], flight_id=fid, clips=len(result["clips"]),
                           shots=flight["n_shots"], warnings=flight["warnings"],
                           clip_errors=[c["error"] for c in result["clips"] if c["status"] == "error"])
-                if on_flight:
-                    on_flight("done", {"path": flight["source_path"], "flight_id": fid, "clips": len(result["clips"]),
-                                       "warnings": flight["warnings"]})
+                for w in flight["warnings"] or []:
+                    rep.warning(f"{Path(flight['source_path']).name}: {w}")
             else:
                 report.flights_failed += 1
                 report.errors.append(flight["error"])
                 log.write("error", path=flight["source_path"], flight_id=fid, error=flight["error"])
-                if on_flight:
-                    on_flight("error", {"path": flight["source_path"], "error": flight["error"]})
+                rep.error(flight["error"])
         flights, clips = store.merged()
         if flights is not None:
             dataset.write_table("flights", flights)

@@ -1,6 +1,6 @@
 """Batched, overlapped clip embedding, and the resumable store under ``embeddings/``.
 
-Decoding runs in `DecodePool` worker processes while the model runs here: decoded clips queue up (bounded) and
+Decoding runs on the worker engine (`decode_clips`) while the model runs here: decoded clips queue up (bounded) and
 the model takes them in fixed batches of frames that span clips, so the last clip of one batch may finish in the
 next. A fixed batch keeps the model at the speed it was measured at, whatever the clip boundaries.
 
@@ -26,8 +26,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dvtr_data.dataset import Dataset, write_parquet
+from dvtr_data.engine import Executor
 from dvtr_data.errors import DatasetError
-from dvtr_data.precaption.sampling import DecodePool, SampledFrames, SampleJob, default_workers, prefetch_for
+from dvtr_data.precaption.sampling import (
+    SampledFrames,
+    SampleJob,
+    decode_clips,
+    decode_executor,
+    default_workers,
+    prefetch_for,
+)
 from dvtr_data.schemas import SCHEMA_METADATA_KEY, schema_of, validate
 
 WORK_DIR = "precaption"
@@ -113,7 +121,7 @@ def embed_clips(
     settings: EmbedSettings,
     *,
     device: str = "cpu",
-    pool: DecodePool | None = None,
+    executor: Executor | None = None,
     results: Iterator[SampledFrames] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield one embeddings row per clip (in completion order): vectors, or an error.
@@ -128,10 +136,10 @@ def embed_clips(
     workers = settings.workers or default_workers(device)
     sampling = settings.sampling
     identity = encoder.identity
-    pool = pool or DecodePool(encoder.geometry, workers=workers, timeout=settings.decode_timeout,
-                              prefetch=prefetch_for(settings.batch_size, n, workers))
-    if results is None:  # else: decoding of `sample_jobs(clips, settings)` already started on `pool`
-        results = pool.start(sample_jobs(clips, settings), encoder.geometry)
+    executor = executor or decode_executor(workers, settings.decode_timeout, prefetch_for(settings.batch_size, n, workers))
+    if results is None:  # else: decoding of `sample_jobs(clips, settings)` already started on `executor`
+        results = decode_clips(sample_jobs(clips, settings), encoder.geometry, executor)
+    gate = getattr(executor, "gate", None)  # local workers can pause while the model runs; Ray's cannot
     overlap = settings.overlap
     waiting: collections.deque[tuple[int, np.ndarray, int]] = collections.deque()  # (key, frames, next frame)
     waiting_frames = 0
@@ -155,12 +163,13 @@ def embed_clips(
                 waiting[0] = (key, frames, at + take)
         batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
         waiting_frames -= len(batch)
-        if not overlap:
-            pool.gate.clear()
+        if not overlap and gate is not None:
+            gate.clear()
         try:
             emb = encoder.encode_frames(batch)
         finally:
-            pool.gate.set()
+            if gate is not None:
+                gate.set()
         offset = 0
         for key, at, take in owners:
             vectors[key][at:at + take] = emb[offset:offset + take]
@@ -173,7 +182,7 @@ def embed_clips(
                 yield _row(clips[key], identity, sampling, decoder=decoder, frame_indices=indices,
                            frame_embeddings=frame_vecs, clip_embedding=pool_frames(frame_vecs))
 
-    with pool:
+    try:
         for res in results:
             clip = clips[res.key]
             if res.error is not None or res.frames is None:
@@ -191,6 +200,10 @@ def embed_clips(
                 yield from run_batch(settings.batch_size)
         while waiting_frames:
             yield from run_batch(min(settings.batch_size, waiting_frames))
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:  # stop the decoders at once, on success, error or Ctrl-C
+            close()
 
 
 # ----------------------------------------------------------------------------------------------------------------

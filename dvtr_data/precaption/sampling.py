@@ -1,10 +1,10 @@
 """Sampling N frames per clip: decord in guarded worker processes, PyAV as the fallback.
 
 decord is the fast way to fetch a few frames out of a clip, but it is unmaintained and can hang forever, holding
-the GIL, on a file that over-reports its frame count (environment.md). So it never runs in the parent: each
-`DecodePool` worker is a process, and a parent-side thread waits for its answer with a timeout. A worker that does
-not answer in time is killed and the clip is retried with PyAV in a fresh worker; a worker that dies is replaced.
-decord errors (unreadable file, bad stream) fall back to PyAV inside the worker.
+the GIL, on a file that over-reports its frame count (environment.md). So it never runs in the parent: clips are
+decoded by the worker engine (`dvtr_data.engine`: isolated processes, or Ray tasks), whose stall timeout stops a
+decoder that does not answer in time; the clip is then retried with PyAV (`decode_clips`). decord errors
+(unreadable file, bad stream) fall back to PyAV inside the worker.
 
 Frames are decoded straight to the model's input geometry (decord and PyAV both scale while converting to RGB), so
 what crosses the process boundary is ``N x 224 x 224 x 3`` bytes per clip, not full-size frames.
@@ -17,18 +17,14 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import queue
-import signal
-import socket
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from dvtr_data.engine import Executor
 
 Backend = Literal["auto", "decord", "pyav"]
 
@@ -195,7 +191,7 @@ def sample_frames(job: SampleJob, geometry: FrameGeometry) -> SampledFrames:
     if job.backend in ("auto", "decord"):
         try:
             return sample_with_decord(job, geometry)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - any decord failure falls back to PyAV
             if job.backend == "decord":
                 return SampledFrames(job.key, error=f"decord: {_one_line(exc)}")
             notes.append(f"decord failed ({_one_line(exc)}); used PyAV")
@@ -203,276 +199,119 @@ def sample_frames(job: SampleJob, geometry: FrameGeometry) -> SampledFrames:
         result = sample_with_pyav(job, geometry)
         result.notes = notes + result.notes
         return result
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - "never raises": the failure is the result
         prefix = "; ".join(notes + [""]) if notes else ""
         return SampledFrames(job.key, error=f"{prefix}cannot decode: {_one_line(exc)}", notes=notes)
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# guarded worker processes
+# decoding on the worker engine
 # ----------------------------------------------------------------------------------------------------------------
-def _worker_main(fd: int) -> None:
-    """A decode worker: answer each job with a `SampledFrames`. Ctrl-C is the parent's to handle.
+SampleFn = Callable[[SampleJob, FrameGeometry], SampledFrames]
 
-    Started as a plain ``python -c`` subprocess talking over an inherited socket, not through multiprocessing's
-    spawn, which re-imports the caller's ``__main__`` (a notebook, stdin, an unguarded script) in every worker.
+
+def _load_sampler(geometry: FrameGeometry, sample_fn: SampleFn) -> Sampler:
+    """Unpickled in a worker before it says it is ready: the decoders' imports count against no clip's timeout."""
+    with contextlib.suppress(ImportError):
+        import av  # noqa: F401
+        import decord  # noqa: F401
+    return Sampler(geometry, sample_fn)
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """The engine's stage function for decoding: one `SampleJob` in, its `SampledFrames` out (never raises)."""
+
+    geometry: FrameGeometry
+    sample_fn: SampleFn = sample_frames
+
+    def __call__(self, job: SampleJob, heartbeat: Callable[[int, int], None]) -> SampledFrames:
+        return self.sample_fn(job, self.geometry)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _load_sampler, (self.geometry, self.sample_fn)
+
+
+def decode_executor(workers: int, timeout: float, prefetch: int, recycle: int = 500) -> Executor:
+    """Local decode workers: ``timeout`` bounds one clip's decode (a decoder never beats), ``recycle`` restarts a
+    worker after that many clips because decord's memory grows over long runs."""
+    from dvtr_data.engine.local import ProcessExecutor
+
+    return ProcessExecutor(workers=workers, stall_timeout=timeout, prefetch=prefetch, recycle=recycle)
+
+
+def decode_clips(jobs: Iterable[SampleJob], geometry: FrameGeometry, executor: Executor,
+                 sample_fn: SampleFn = sample_frames) -> Iterator[SampledFrames]:
+    """Each clip's frames as soon as they are decoded (completion order), on ``executor``'s workers.
+
+    decord runs only in workers: a decoder that hangs (no answer within the executor's stall timeout) or crashes
+    its worker costs that worker, and the clip is tried once more with PyAV ("auto" jobs; PyAV does not hang).
+    Decoding starts now, before the first ``next`` (the caller loads its model meanwhile), and runs ahead of the
+    caller within the executor's prefetch bound. Closing the iterator stops the workers.
     """
-    from multiprocessing.connection import Connection
+    sampler = Sampler(geometry, sample_fn)
+    return _decoded(executor.run(sampler, list(jobs)), sampler, executor)
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    conn = Connection(fd)
+
+def _close(iterator: Iterator[Any]) -> None:
+    close = getattr(iterator, "close", None)
+    if close is not None:
+        close()
+
+
+def _decoded(first: Iterator[Any], sampler: Sampler, executor: Executor) -> Iterator[SampledFrames]:
+    retries: list[tuple[SampleJob, str]] = []
     try:
-        sys.path[:] = conn.recv()  # first the parent's import path, so the sample function below can be found
-        sample_fn = conn.recv()
-        with contextlib.suppress(ImportError):  # import the decoders now, so no clip's timeout pays for it
-            import av  # noqa: F401
-            import decord  # noqa: F401
-        conn.send("ready")
-    except (EOFError, OSError):
+        for outcome in first:
+            job: SampleJob = outcome.item
+            if outcome.ok:
+                yield outcome.record
+            elif job.backend == "auto" and outcome.status in ("stalled", "died"):
+                retries.append((replace(job, backend="pyav"), f"decord: {outcome.error}"))
+            else:
+                note = f"{job.backend}: {outcome.error}"
+                yield SampledFrames(job.key, error=note, notes=[note])
+    finally:
+        _close(first)
+    if not retries:
         return
-    while True:
-        try:
-            message = conn.recv()
-        except (EOFError, OSError):
-            return
-        if message is None:
-            return
-        job, geometry = message
-        conn.send(sample_fn(job, geometry))
+    notes = {job.key: note for job, note in retries}
+    second = executor.run(sampler, [job for job, _ in retries])
+    try:
+        for outcome in second:
+            job = outcome.item
+            if outcome.ok:
+                result = outcome.record
+                result.notes = [notes[job.key], *result.notes]
+                yield result
+            else:
+                both = [notes[job.key], f"pyav: {outcome.error}"]
+                yield SampledFrames(job.key, error="; ".join(both), notes=both)
+    finally:
+        _close(second)
 
 
-_WORKER_CODE = "import sys; from dvtr_data.precaption.sampling import _worker_main; _worker_main(int(sys.argv[1]))"
+class Decoding:
+    """The decode runs a stage started on one executor, stopped together by `close` (the stage's ``finally``)."""
 
-
-class _Worker:
-    def __init__(self, sample_fn) -> None:
-        from multiprocessing.connection import Connection
-
-        mine, theirs = socket.socketpair()
-        try:
-            self.proc = subprocess.Popen([sys.executable, "-c", _WORKER_CODE, str(theirs.fileno())],
-                                         pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True)
-        finally:
-            theirs.close()
-        self.conn = Connection(mine.detach())
-        self.conn.send(list(sys.path))
-        self.conn.send(sample_fn)
-        self.jobs = 0
-        self.ready = False
-
-    @property
-    def exitcode(self) -> int | None:
-        return self.proc.poll()
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, kill: bool = False) -> None:
-        if self.alive() and not kill:
-            with contextlib.suppress(OSError, ValueError):
-                self.conn.send(None)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=2)
-        if self.alive():
-            self.proc.kill()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-        with contextlib.suppress(OSError):
-            self.conn.close()
-
-
-_DONE = object()
-STARTUP_TIMEOUT = 120.0  # a worker importing numpy, PyAV and decord on a loaded machine
-
-
-class DecodePool:
-    """``workers`` decode processes fed by parent threads; results come back in completion order.
-
-    Overlap: the threads keep the workers decoding while the caller runs the model, up to ``prefetch`` decoded clips
-    waiting; a caller that wants the cores to itself clears ``gate`` meanwhile (workers finish the clip in hand).
-    ``timeout`` bounds one clip's decode (a new worker's imports are not counted); ``recycle`` restarts a worker
-    after that many clips, because decord's memory grows over long runs.
-    """
-
-    def __init__(self, geometry: FrameGeometry | None = None, *, workers: int = 1, timeout: float = 60.0, prefetch: int = 16,
-                 recycle: int = 500, sample_fn=sample_frames) -> None:
-        self.geometry = geometry
-        self.workers = max(1, workers)
-        self.timeout = timeout
-        self.prefetch = max(1, prefetch)
-        self.recycle = recycle
+    def __init__(self, executor: Executor, sample_fn: SampleFn = sample_frames) -> None:
+        self.executor = executor
         self.sample_fn = sample_fn
-        self.gate = threading.Event()  # cleared: workers take no new clip (the caller wants the cores for itself)
-        self.gate.set()
-        self._stops: list[threading.Event] = []  # one per `start`; `close` sets them all
-        self._live: set[_Worker] = set()
-        self._idle: list[_Worker] = []
-        self._lock = threading.Lock()
+        self._open: list[Iterator[Any]] = []
 
-    def warm(self) -> DecodePool:
-        """Start the worker processes now (they import their decoders while the caller loads its model)."""
-        while len(self._idle) < self.workers:
-            self._idle.append(self._new_worker())
-        return self
-
-    # the per-worker thread ---------------------------------------------------------------------------------------
-    def _new_worker(self) -> _Worker:
-        w = _Worker(self.sample_fn)
-        with self._lock:
-            self._live.add(w)
-        return w
-
-    def _retire(self, w: _Worker | None, kill: bool = False) -> None:
-        if w is None:
-            return
-        w.stop(kill=kill)
-        with self._lock:
-            self._live.discard(w)
-
-    def _wait_ready(self, w: _Worker, stop: threading.Event) -> bool:
-        """Wait for a new worker's imports (not part of any clip's timeout)."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not stop.is_set() and time.monotonic() < deadline:
-            try:
-                if w.conn.poll(0.2):
-                    w.ready = w.conn.recv() == "ready"
-                    return w.ready
-            except (EOFError, OSError):
-                return False
-            if not w.alive():
-                return False
-        return False
-
-    def _ask(self, w: _Worker, job: SampleJob, stop: threading.Event) -> SampledFrames | str:
-        """The worker's answer, or "timeout" / "died" (the worker is then unusable)."""
-        if not w.ready and not self._wait_ready(w, stop):
-            return "died"
-        try:
-            w.conn.send((job, self.geometry))
-        except (OSError, ValueError):
-            return "died"
-        deadline = time.monotonic() + self.timeout
-        while not stop.is_set():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return "timeout"
-            try:
-                if w.conn.poll(min(left, 0.5)):
-                    return w.conn.recv()
-            except (EOFError, OSError):
-                return "died"
-            if not w.alive() and not w.conn.poll(0):
-                return "died"
-        return "died"
-
-    def _decode(self, slot: list[_Worker | None], job: SampleJob, stop: threading.Event) -> SampledFrames:
-        attempts = [job] if job.backend != "auto" else [job, replace(job, backend="pyav")]
-        notes: list[str] = []
-        for attempt in attempts:
-            if slot[0] is None:
-                slot[0] = self._new_worker()
-            w = slot[0]
-            answer = self._ask(w, attempt, stop)
-            if isinstance(answer, SampledFrames):
-                w.jobs += 1
-                if self.recycle and w.jobs >= self.recycle:
-                    self._retire(w)
-                    slot[0] = None
-                answer.notes = notes + answer.notes
-                return answer
-            self._retire(w, kill=True)
-            slot[0] = None
-            if stop.is_set():
-                break
-            what = (f"no answer in {self.timeout:g} s (hung decoder?)" if answer == "timeout"
-                    else f"the decoder process died (exit code {w.exitcode})")
-            notes.append(f"{attempt.backend if attempt.backend != 'auto' else 'decord'}: {what}")
-        return SampledFrames(job.key, error="; ".join(notes) or "stopped", notes=notes)
-
-    def _serve(self, jobs: queue.Queue, results: queue.Queue, stop: threading.Event) -> None:
-        with self._lock:
-            slot: list[_Worker | None] = [self._idle.pop() if self._idle else None]
-        try:
-            while not stop.is_set():
-                job = jobs.get()
-                if job is _DONE:
-                    break
-                while not self.gate.wait(0.2):
-                    if stop.is_set():
-                        return
-                try:
-                    result = self._decode(slot, job, stop)
-                except Exception as exc:  # a bug here must not lose the clip: it becomes its error
-                    result = SampledFrames(job.key, error=f"decode pool: {_one_line(exc)}")
-                while not stop.is_set():
-                    try:
-                        results.put(result, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
-        finally:
-            self._retire(slot[0])
-
-    # the caller's side --------------------------------------------------------------------------------------------
-    def start(self, jobs: Iterable[SampleJob], geometry: FrameGeometry | None = None) -> Iterator[SampledFrames]:
-        """Begin sampling every job at ``geometry`` (default: the pool's) now; the returned iterator yields each
-        clip's frames as soon as they are decoded. Decoding runs ahead of the caller, up to ``prefetch`` clips."""
-        self.geometry = geometry or self.geometry
-        if self.geometry is None:
-            raise ValueError("DecodePool needs a frame geometry")
-        todo = list(jobs)
-        stop = threading.Event()
-        self._stops.append(stop)
-        jobq: queue.Queue = queue.Queue()
-        results: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        for job in todo:
-            jobq.put(job)
-        n_threads = min(self.workers, len(todo))
-        for _ in range(n_threads):
-            jobq.put(_DONE)
-        threads = [threading.Thread(target=self._serve, args=(jobq, results, stop), daemon=True, name=f"decode-{i}")
-                   for i in range(n_threads)]
-        for t in threads:
-            t.start()
-        return self._collect(len(todo), results, threads, stop)
-
-    def _collect(self, n: int, results: queue.Queue, threads: list[threading.Thread],
-                 stop: threading.Event) -> Iterator[SampledFrames]:
-        try:
-            for _ in range(n):
-                while True:
-                    try:
-                        yield results.get(timeout=1.0)
-                        break
-                    except queue.Empty:
-                        if not any(t.is_alive() for t in threads) and results.empty():
-                            raise RuntimeError("decode threads stopped before every clip was answered") from None
-        finally:
-            stop.set()
-            for t in threads:
-                t.join(timeout=10)
-            self.close()
-
-    def map_unordered(self, jobs: Iterable[SampleJob], geometry: FrameGeometry | None = None) -> Iterator[SampledFrames]:
-        """`start`, for a caller that consumes at once."""
-        return self.start(jobs, geometry)
+    def start(self, jobs: Iterable[SampleJob], geometry: FrameGeometry) -> Iterator[SampledFrames]:
+        """`decode_clips` on this executor: decoding starts now."""
+        sampler = Sampler(geometry, self.sample_fn)
+        first = self.executor.run(sampler, list(jobs))
+        decoded = _decoded(first, sampler, self.executor)
+        self._open += [decoded, first]
+        return decoded
 
     def close(self) -> None:
-        """Stop the threads and kill every worker (idempotent)."""
-        for stop in self._stops:
-            stop.set()
-        with self._lock:
-            live = list(self._live)
-            self._live.clear()
-            self._idle.clear()
-        for w in live:
-            w.stop(kill=True)
-
-    def __enter__(self) -> DecodePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        """Stop every decode run started here (idempotent)."""
+        for run in self._open:
+            _close(run)
+        self._open.clear()
 
 
 def default_workers(device: str) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import os
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ import pyarrow.compute as pc
 import dvtr_data.schemas.precaption_tables  # noqa: F401  (registers the embeddings, precaptions, tags schemas)
 from dvtr_data import __version__
 from dvtr_data.dataset import Dataset, read_table_file
+from dvtr_data.engine import EXECUTORS, Executor, make_executor
 from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.precaption.bank import MAX_CHARS, CaptionBank, cached_text_embeddings, load_banks
 from dvtr_data.precaption.embed import (
@@ -37,11 +37,10 @@ from dvtr_data.precaption.embed import (
 )
 from dvtr_data.precaption.encoder import Encoder, ModelSpec, build_encoder, plan_encoder
 from dvtr_data.precaption.retrieval import distinct_top_k
-from dvtr_data.precaption.sampling import DecodePool, default_workers, prefetch_for
+from dvtr_data.precaption.sampling import Decoding, decode_executor, default_workers, prefetch_for
 from dvtr_data.precaption.tags import ClassList, class_vectors, load_class_list, zero_shot
+from dvtr_data.reporting import Reporter, Sink, as_reporter
 from dvtr_data.runlog import RunLog
-
-EventFn = Callable[[str, dict[str, Any]], None]
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,8 @@ class PrecaptionConfig:
     workers: int | None = None
     decode_timeout: float = 60.0
     overlap: bool = True  # decode while the model runs
+    executor: str = "local"  # local | ray: where clips are decoded
+    ray_address: str | None = None  # None: start a local Ray cluster
     banks: tuple[str, ...] = ("builtin",)
     bank_format: str = "auto"
     text_column: str | None = None
@@ -74,6 +75,8 @@ class PrecaptionConfig:
             raise UsageError("--batch-size must be at least 1")
         if self.workers is not None and self.workers < 1:
             raise UsageError("--workers must be at least 1")
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"unknown executor {self.executor!r}; choose from {', '.join(EXECUTORS)}")
         if self.decode_timeout <= 0:
             raise UsageError("--decode-timeout must be positive")
         if not 1 <= self.top_k <= 100:
@@ -154,21 +157,23 @@ def precaption(
     config: PrecaptionConfig | None = None,
     *,
     encoder: Encoder | None = None,
-    on_event: EventFn | None = None,
+    reporter: Reporter | Sink | None = None,
+    executor: Executor | None = None,
 ) -> PrecaptionReport:
     """Embed the dataset's clips, draft captions from the bank, and tag clips zero-shot.
 
     ``encoder`` replaces the open_clip model named in the config (tests inject deterministic ones).
-    ``on_event(name, info)`` reports progress: "model", "text_progress", "bank", "embed_start", "clip", "retrieval".
+    ``reporter`` receives progress (bank captions, clips) and notices (the model, failed clips).
+    ``executor`` decodes the clips (default: local worker processes, or Ray with ``config.executor == "ray"``).
     """
     config = config or PrecaptionConfig()
     config.check()
-    emit = on_event or (lambda name, info: None)
+    emit = as_reporter(reporter, "precaption")
     t0 = time.perf_counter()
     dataset = Dataset(dataset_dir).require()
     with dataset.lock("precaption"):
         _sweep_temp_files(dataset)
-        return _precaption_locked(dataset, config, encoder, emit, t0)
+        return _precaption_locked(dataset, config, encoder, emit, t0, executor)
 
 
 def _sweep_temp_files(dataset: Dataset) -> None:
@@ -181,18 +186,19 @@ def _sweep_temp_files(dataset: Dataset) -> None:
                 tmp.unlink(missing_ok=True)
 
 
-def _precaption_locked(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, emit: EventFn,
-                       t0: float) -> PrecaptionReport:
+def _precaption_locked(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, emit: Reporter,
+                       t0: float, executor: Executor | None = None) -> PrecaptionReport:
     report = PrecaptionReport(dataset=dataset.root)
     selected, report.clips_not_selected, all_ids = _select(dataset, config.include_rejected)
     report.clips_selected = len(selected)
 
-    # decode workers start now and import their decoders while the bank and the model load
-    workers = config.workers or default_workers(_device_hint(config, encoder))
-    pool = DecodePool(workers=workers, timeout=config.decode_timeout,
-                      prefetch=prefetch_for(config.batch_size, config.frames, workers))
-    if selected:
-        pool.warm()
+    # decoding starts as soon as the clips to embed are known, and runs while the model loads
+    if executor is None and config.executor == "ray":
+        executor = make_executor(config.workers, config.decode_timeout, kind="ray", ray_address=config.ray_address)
+    elif executor is None:
+        workers = config.workers or default_workers(_device_hint(config, encoder))
+        executor = decode_executor(workers, config.decode_timeout, prefetch_for(config.batch_size, config.frames, workers))
+    pool = Decoding(executor)
     try:
         return _run(dataset, config, encoder, emit, report, selected, all_ids, pool, t0)
     finally:
@@ -229,8 +235,8 @@ def _plan_clips(dataset: Dataset, config: PrecaptionConfig, identity: Any, selec
     return _Todo([c for c in todo if not os.path.isfile(c.path)], present)
 
 
-def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, emit: EventFn, report: PrecaptionReport,
-         selected: list[ClipSource], all_ids: set[str], pool: DecodePool, t0: float) -> PrecaptionReport:
+def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, emit: Reporter, report: PrecaptionReport,
+         selected: list[ClipSource], all_ids: set[str], pool: Decoding, t0: float) -> PrecaptionReport:
     bank = load_banks(config.banks, fmt=config.bank_format, text_column=config.text_column,
                       max_chars=config.max_caption_chars)
     classes = load_class_list(config.tags) if config.top_tags else None
@@ -256,7 +262,7 @@ def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, em
             todo.results = pool.start(sample_jobs(todo.present, config.embed), encoder.geometry)
     report.model = identity.name
     report.seconds["model_load"] = time.perf_counter() - t
-    emit("model", {"model": identity.name, "config_hash": identity.config_hash, "device": str(getattr(encoder, "device", "cpu"))})
+    emit.notice(f"model {identity.name} on {getattr(encoder, 'device', 'cpu')}")
 
     log = RunLog(dataset.logs_dir, "precaption")
     report.log_path = log.path
@@ -266,9 +272,7 @@ def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, em
         t = time.perf_counter()
         cache = bank_cache_dir(dataset)
         bank_vectors, report.bank_cached = cached_text_embeddings(
-            bank.texts, bank.digest, encoder, cache, progress=lambda d, n: emit("text_progress", {"what": "bank", "done": d, "total": n}))
-        emit("bank", {"label": bank.label, "size": len(bank), "cached": report.bank_cached,
-                      "skipped_empty": bank.skipped_empty, "skipped_huge": bank.skipped_huge, "duplicates": bank.duplicates})
+            bank.texts, bank.digest, encoder, cache, progress=emit.heartbeat("embedding bank captions", "captions"))
         class_matrix = None
         if classes is not None:
             prompts = [p for _, p in classes.prompt_texts()]
@@ -277,8 +281,6 @@ def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, em
         report.seconds["text_embed"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        emit("embed_start", {"total": len(selected), "todo": len(todo.present) + len(todo.missing),
-                             "skipped": report.clips_skipped})
         _embed_missing(dataset, config, encoder, todo, report, log, emit, pool)
         report.seconds["clip_embed"] = time.perf_counter() - t
 
@@ -301,11 +303,12 @@ def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, em
 
 
 def _embed_missing(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder, todo: _Todo,
-                   report: PrecaptionReport, log: RunLog, emit: EventFn, pool: DecodePool) -> None:
+                   report: PrecaptionReport, log: RunLog, emit: Reporter, pool: Decoding) -> None:
     settings = config.embed
     store = EmbeddingStore(dataset, encoder.identity, config.frames)
     pending: list[dict[str, Any]] = []
     last_commit = time.monotonic()
+    clips = emit.counter("clips", report.clips_selected, "clips", done=report.clips_skipped)
 
     def record(row: dict[str, Any]) -> None:
         nonlocal last_commit
@@ -316,7 +319,9 @@ def _embed_missing(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder,
             report.clips_failed += 1
             report.errors.append(f"{row['clip_id']}: {row['error']}")
             log.write("error", clip_id=row["clip_id"], error=row["error"])
-        emit("clip", {"clip_id": row["clip_id"], "status": row["status"], "error": row["error"]})
+        clips.advance()
+        if row["status"] != "ok":
+            emit.error(f"{row['clip_id']}: {row['error']}")
         if len(pending) >= config.commit_every or time.monotonic() - last_commit > 30:
             store.commit(pending)
             pending.clear()
@@ -328,7 +333,8 @@ def _embed_missing(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder,
             record(error_row(clip, encoder.identity, settings.sampling, f"{clip.path}: {what} is missing"))
         if todo.results is not None:
             device = str(getattr(encoder, "device", "cpu"))
-            for row in embed_clips(todo.present, encoder, settings, device=device, pool=pool, results=todo.results):
+            for row in embed_clips(todo.present, encoder, settings, device=device, executor=pool.executor,
+                                   results=todo.results):
                 record(row)
     finally:
         store.commit(pending)  # on success, error or Ctrl-C: finished clips are never lost
@@ -336,9 +342,8 @@ def _embed_missing(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder,
 
 def _write_drafts(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder, table: pa.Table, bank: CaptionBank,
                   bank_vectors: Any, classes: ClassList | None, class_matrix: Any, report: PrecaptionReport,
-                  emit: EventFn) -> None:
+                  emit: Reporter) -> None:
     ids, clip_vectors = clip_matrix(table)
-    emit("retrieval", {"clips": len(ids), "bank": len(bank)})
     model = encoder.identity.name
     drafts = distinct_top_k(clip_vectors, bank_vectors, bank.texts, config.top_k,
                             threshold=config.dedupe_threshold, chunk=config.chunk) if ids else []
