@@ -82,7 +82,17 @@ def test_card_has_every_section_and_escapes_captions(tmp_path, monkeypatch):
         png = r.out / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"figures/{name}.png" in md
-    assert html.count('src="data:image/png;base64,') == 7
+    # the seven QA figures, plus the coverage figures this data has (regions, altitudes; no recording times)
+    assert html.count('src="data:image/png;base64,') == len(r.figures) == 9
+    assert set(r.figures) - {
+        "splits",
+        "clip_lengths",
+        "categories",
+        "qc",
+        "captions_per_clip",
+        "caption_lengths",
+        "map",
+    } == {"regions", "altitudes"}
     stats = json.loads((r.out / "card.json").read_text())
     assert stats["split_report"]["leakage"]["leaks"] == 0
     assert stats["totals"]["captions"] == ds.read_table("captions").num_rows

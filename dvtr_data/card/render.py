@@ -8,9 +8,8 @@ Markdown template passes every value through `md_escape` (a Markdown viewer rend
 from __future__ import annotations
 
 import base64
-import html
+import io
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,24 +19,19 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from dvtr_data import __version__
-from dvtr_data.card import plots
+from dvtr_data.card import coastlines, plots
+from dvtr_data.card.escape import md_escape
+from dvtr_data.card.publishing import TABLE_SOURCES, limitations
 from dvtr_data.card.stats import dataset_stats
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
 from dvtr_data.export.manifest import dataset_version, staged_folder
 
 TEMPLATES = Path(__file__).parent / "templates"
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]()#!|~])")
-
-
-def md_escape(value: Any) -> str:
-    """Text safe inside Markdown (tables included): one line, HTML entities, Markdown punctuation escaped."""
-    text = " ".join(str(value).split())
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
 
 
 def _md_finalize(value: Any) -> Any:
-    if isinstance(value, Markup) or isinstance(value, (int, float)) or value is None:
+    if isinstance(value, (Markup, int, float)) or value is None:
         return value
     return md_escape(value)
 
@@ -89,9 +83,41 @@ def _figures(s: dict[str, Any]) -> dict[str, bytes]:
             bins=max(5, min(60, (max(s["caption_lengths"], default=0) or 1))),
         ),
     }
+    s["map_source"] = None
     if s["locations"]:
-        figs["map"] = plots.location_map(s["locations"])
+        lines = coastlines.map_lines(plots.map_extent(s["locations"]))
+        s["map_source"] = lines.source if lines is not None else None
+        figs["map"] = plots.location_map(s["locations"], lines)
+    if s["regions"]:
+        figs["regions"] = plots.bars(
+            {r["label"]: r["clips"] for r in s["regions"]}, "clips per region (top 25)", "clips on the map"
+        )
+    if s["altitudes"]:
+        figs["altitudes"] = plots.hist(s["altitudes"], "clip altitude", "metres (as the telemetry gives it)")
+    if any(s["hours"].values()):
+        figs["hours"] = plots.hours(s["hours"])
     return figs
+
+
+THUMB_SIZE = (320, 180)
+
+
+def _thumbnails(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """JPEG thumbnails of the example clips' keyframes; a keyframe that cannot be decoded is left out."""
+    from PIL import Image, UnidentifiedImageError
+
+    out = []
+    for c in candidates:
+        try:
+            with Image.open(c["keyframe"]) as im:
+                im = im.convert("RGB")
+                im.thumbnail(THUMB_SIZE)
+                buf = io.BytesIO()
+                im.save(buf, format="JPEG", quality=80)
+        except (OSError, UnidentifiedImageError, ValueError):
+            continue
+        out.append({**{k: v for k, v in c.items() if k != "keyframe"}, "jpeg": buf.getvalue()})
+    return out
 
 
 def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> CardResult:
@@ -108,6 +134,11 @@ def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> 
     s = dataset_stats(ds)
     s["stages"] = {k: _flatten(v) for k, v in s["stages"].items()}
     figs = _figures(s)
+    s["limitations"] = limitations(s)
+    thumbs = _thumbnails(s.pop("thumbnail_candidates"))
+    for i, t in enumerate(thumbs):
+        t["file"] = f"figures/examples/{i + 1}.jpg"
+        t["data"] = "data:image/jpeg;base64," + base64.b64encode(t["jpeg"]).decode()
     context = {
         "s": s,
         "t": s["totals"],
@@ -116,6 +147,7 @@ def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> 
         "tool_version": __version__,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "version": dataset_version(ds),
+        "table_names": TABLE_SOURCES,
     }
     html_env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -131,13 +163,22 @@ def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> 
         keep_trailing_newline=True,
     )
     inline = {k: "data:image/png;base64," + base64.b64encode(v).decode() for k, v in figs.items()}
-    page = html_env.get_template("card.html.j2").render(**context, figures=inline)
-    markdown = md_env.get_template("card.md.j2").render(**context, figures=figs)
-    slim = {k: v for k, v in s.items() if k not in ("clip_lengths", "caption_lengths", "locations")}
+    page = html_env.get_template("card.html.j2").render(**context, figures=inline, thumbs=thumbs)
+    markdown = md_env.get_template("card.md.j2").render(**context, figures=figs, thumbs=thumbs)
+    slim = {
+        k: v for k, v in s.items() if k not in ("clip_lengths", "caption_lengths", "locations", "altitudes")
+    }
+    slim["examples_with_keyframes"] = [
+        {k: v for k, v in t.items() if k not in ("jpeg", "data")} for t in thumbs
+    ]
     with staged_folder(target, force=True) as stage:
         (stage / "figures").mkdir()
         for name, png in figs.items():
             (stage / "figures" / f"{name}.png").write_bytes(png)
+        if thumbs:
+            (stage / "figures" / "examples").mkdir()
+            for t in thumbs:
+                (stage / t["file"]).write_bytes(t["jpeg"])
         (stage / "README.md").write_text(markdown, encoding="utf-8")
         (stage / "card.html").write_text(page, encoding="utf-8")
         (stage / "card.json").write_text(

@@ -13,10 +13,11 @@ import numpy as np
 import pyarrow.compute as pc
 
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
+from dvtr_data.card.publishing import clip_categories, publishing_stats
 from dvtr_data.dataset import Dataset
-from dvtr_data.synth.simulated import tokenize
 from dvtr_data.splits.assign import SPLIT_NAMES
 from dvtr_data.splits.build import read_split_report
+from dvtr_data.synth.simulated import tokenize
 
 
 def distinct_n(token_lists: list[list[str]], n: int) -> float:
@@ -67,7 +68,8 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
     own = np.array([c not in imported for c in clip_ids], dtype=bool)
     verdicts = Counter(clips.column("qc_verdict").to_pylist())
     reasons = Counter(r.split(":")[0] for rs in clips.column("qc_reasons").to_pylist() for r in (rs or []))
-    categories = Counter(c for c in clips.column("category").to_pylist() if c)
+    category_of, category_table = clip_categories(ds, clips)
+    categories = Counter(c for c in category_of.values() if c)
 
     acc = captions
     if captions.num_rows:
@@ -138,7 +140,7 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
     ]
     hidden = sum(1 for c, la in zip(clip_ids, lat, strict=True) if la is not None and flight_of[c] in private)
 
-    sources = {}
+    sources: dict[str, dict[str, Any]] = {}
     for name, meta in (cfg.get("stages", {}).get("import", {}) or {}).items():
         sources[name] = {
             "format": meta.get("format"),
@@ -183,6 +185,9 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
         "split_report": read_split_report(ds),
         "examples": _examples(texts, cap_clip, split_of),
         "most_common_captions": Counter(" ".join(t) for t in tokens).most_common(5),
+        "categories_from": category_table,
+        "categories_missing": sum(1 for c in clip_ids if not category_of.get(c)),
+        **publishing_stats(ds, flights, clips, captions, acc, imported, private, split_of),
     }
 
 
