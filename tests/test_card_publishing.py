@@ -4,7 +4,9 @@ computed from it, a map over GSHHG coastlines, keyframe thumbnails, mathtext-pro
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -158,6 +160,8 @@ def test_one_region_one_licence_midday_card(tmp_path):
     text = limitation(s, "provenance")
     assert text.startswith(f"{n_clips * 5} of {n_clips * 5} accepted captions (100 %) are simulated")
     assert s["provenance"]["caption_origins"]["simulated"]["accepted"] == n_clips * 5
+    assert s["provenance"]["libraries"]["pyarrow"] == pa.__version__
+    assert f"pyarrow {pa.__version__}" in md and f"pyarrow {pa.__version__}" in html
     for lim in s["limitations"]:
         assert lim["source"] in r.figures or lim["source"] in TABLE_SOURCES, lim
     for section in (
@@ -296,3 +300,26 @@ def test_settings_are_folded_away_at_the_end(tmp_path):
         assert "split" in text[start:end]  # the split stage's settings are inside the fold
         assert "seed" in text[start:end]
     assert html.rstrip().endswith("</html>") and html.index("</details>") > html.index("<h2>Settings</h2>")
+
+
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+REAL_PHOTO = REALDATA / "images" / "deepforest_pypi" / "AWPE_Pigeon_Lake_2020_DJI_0005.JPG"
+
+
+@pytest.mark.skipif(not REAL_PHOTO.is_file(), reason="../shared/realdata is absent")
+def test_a_real_drone_photo_as_keyframe(tmp_path):
+    from PIL import Image
+
+    ds, _ = write_generated_dataset(tmp_path / "ds", n_flights=2, clips_per_flight=2, with_files=True, seed=6)
+    clip = ds.read_table("clips").to_pylist()[0]
+    target = ds.root / clip["keyframe_paths"][0]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(REAL_PHOTO, target)  # a copy in the test's temporary dataset, never in the repository
+    r = write_card(ds)
+    (thumb,) = (r.out / "figures" / "examples").iterdir()
+    with Image.open(REAL_PHOTO) as full, Image.open(thumb) as small:
+        w, h = full.size
+        # scaled to fit 320x180 with the photo's aspect ratio kept (to within PIL's rounding)
+        scale = min(320 / w, 180 / h)
+        assert abs(small.size[0] - w * scale) <= 1 and abs(small.size[1] - h * scale) <= 1
+    assert r.html.read_text().count('src="data:image/jpeg;base64,') == 1

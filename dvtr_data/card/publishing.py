@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from datetime import timedelta
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,18 @@ DAY_PARTS = (
     ("midday", 11, 15),
     ("afternoon", 15, 18),
     ("evening", 18, 21),
+)
+# the libraries whose behaviour shapes clips, captions and figures (decoding, cuts, embeddings, tables, map)
+LIBRARIES = (
+    "av",
+    "opencv-python-headless",
+    "scenedetect-headless",
+    "open_clip_torch",
+    "torch",
+    "label-studio-sdk",
+    "pyarrow",
+    "matplotlib",
+    "h5py",
 )
 ORIGIN_WORDS = {
     "human": "written by annotators",
@@ -120,6 +133,17 @@ def regions(points: list[tuple[float, float]], cell: float = REGION_CELL_DEG) ->
     return out
 
 
+def library_versions() -> dict[str, str]:
+    """Installed versions of `LIBRARIES` where this card is made (absent ones are left out)."""
+    out = {}
+    for name in LIBRARIES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
 def day_part(hour: int) -> str:
     for name, a, b in DAY_PARTS:
         if (a <= hour < b) if a < b else (hour >= a or hour < b):
@@ -175,6 +199,7 @@ def publishing_stats(
             "platforms": _counts([f.get("platform") for f in ok], "unknown"),
             "telemetry": _counts([f.get("telemetry_format") for f in ok], "none"),
             "tools": tools,
+            "libraries": library_versions(),
             "caption_origins": {
                 o: {"accepted": origin_acc.get(o, 0), "all": n, "meaning": ORIGIN_WORDS.get(o, o)}
                 for o, n in origin_all.most_common()
