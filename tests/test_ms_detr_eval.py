@@ -201,6 +201,16 @@ def test_exact_predictions_score_100() -> None:
     assert b["MR-short-mAP"] == pytest.approx(90.0)
 
 
+def test_shifted_predictions_score_less() -> None:
+    _, gts = official_fixture()
+    shifted = [{"qid": g["qid"], "pred_relevant_windows": [[w[0] + 3, w[1] + 3, 1.0] for w in g["relevant_windows"]],
+                "pred_saliency_scores": clip_ratings(g).sum(1).tolist()} for g in gts]
+    b = evaluate(shifted, gts)["brief"]
+    assert b["MR-full-mAP"] < 100.0 and b["MR-full-R1@0.7"] < 100.0
+    # a 3-s shift of a 4-s window leaves IoU 1/7: below every threshold
+    assert b["MR-full-R1@0.5"] < 100.0
+
+
 def test_matches_official_evaluator() -> None:
     preds, gts = official_fixture()
     brief = evaluate(preds, gts)["brief"]

@@ -14,7 +14,7 @@ from dvtr_data.baselines.ms_detr.data import FeatureStore, MomentDataset, read_s
 from dvtr_data.baselines.ms_detr.model import build_model
 from dvtr_data.baselines.ms_detr.qvh_eval import evaluate
 from dvtr_data.baselines.ms_detr.synthetic import generate_moments
-from dvtr_data.baselines.ms_detr.train import predict, train_moment_model
+from dvtr_data.baselines.ms_detr.train import moment_results_table, predict, train_moment_model
 
 TINY = {"hidden_dim": 32, "nheads": 4, "dim_feedforward": 64, "num_queries": 6, "dn_groups": 2, "dropout": 0.0,
         "input_dropout": 0.0, "batch_size": 8, "lr": 1e-3, "device": "cpu", "eval_every": 1000}
@@ -42,6 +42,9 @@ def test_run_folder_and_submission_format(tmp_path: Path) -> None:
     assert json.loads((run / "config.json").read_text())["baseline"]["variant"] == "ms-detr"
     assert "MR-full-R1@0.7" in (run / "report.md").read_text()
     assert (run / "best.pt").is_file()
+    header, rows = moment_results_table(tmp_path)
+    assert [r[:3] for r in rows] == [["run", "ms-detr", "ms-detr"]]
+    assert rows[0][header.index("MR-full-R1@0.7")] == f"{metrics['final']['test']['MR-full-R1@0.7']:.2f}"
     gts = {r["qid"]: r for r in read_split(folders["qvh"], "val")}
     preds = [json.loads(x) for x in (run / "predictions" / "val_preds.jsonl").read_text().splitlines()]
     assert {p["qid"] for p in preds} == set(gts)

@@ -185,3 +185,29 @@ def train_moment_model(qvh_dir: Path, feat_dir: Path | list[Path], text_dir: Pat
     _write_json(out_dir / "metrics.json", metrics)
     atomic_write_bytes(out_dir / "report.md", _report(cfg, metrics).encode())
     return metrics
+
+
+TABLE_METRICS = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-full-mAP",
+                 "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
+
+
+def moment_results_table(runs_root: Path, *, split: str = "test") -> tuple[list[str], list[list[str]]]:
+    """One row per finished moment run under ``runs_root`` (run folders written by :func:`train_moment_model`):
+    what ``dvtr-data baseline table`` prints for the moment baselines, whose metrics are not retrieval ranks."""
+    header = ["run", "baseline", "variant", "best epoch", *TABLE_METRICS]
+    rows = []
+    root = Path(runs_root)
+    folders = sorted(p for p in root.iterdir() if (p / "config.json").is_file()) if root.is_dir() else []
+    for folder in folders:
+        try:
+            cfg = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("baseline", {})
+            metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        brief = (metrics.get("final") or {}).get(split)
+        if metrics.get("status") != "finished" or cfg.get("variant") not in ("ms-detr", "moment-detr") or not brief:
+            continue
+        best = metrics.get("best_epoch")
+        cells = ["-" if brief.get(k) is None else f"{brief[k]:.2f}" for k in TABLE_METRICS]
+        rows.append([folder.name, str(cfg.get("name", "?")), cfg["variant"], "-" if best is None else str(best), *cells])
+    return header, rows
