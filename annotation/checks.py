@@ -14,7 +14,7 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from dvtr_data.synth.simulated import tokenize
+from dvtr_data.text import tokenize
 
 BLOCKING = frozenset({"empty", "too_short", "duplicate", "unchanged_draft", "non_language"})
 MIN_WORDS = 5

@@ -20,10 +20,12 @@ from dvtr_data.annotation.push import find_project
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import ServiceError
 from dvtr_data.runlog import RunLog
-from dvtr_data.synth.simulated import tokenize
+from dvtr_data.schemas.records import CaptionRow
+from dvtr_data.text import strip_form_newline, tokenize
 
 SIMULATED_DOMAIN = "simulated.dvtr.invalid"
 DELETED_FLAG = "deleted_in_labelstudio"
+WRITER = "annotate"  # the writer of the caption rows this command makes (captions.parquet is shared)
 COMPARED = ("text", "status", "annotator", "origin", "lead_time_s", "updated_at", "draft_shown", "qc_choices", "category",
             "flags", "accepted", "ls_task_id", "guideline_version")
 
@@ -78,7 +80,7 @@ def _texts_by_area(result: list[dict[str, Any]] | None) -> dict[int, str]:
         if slot is None:
             continue
         texts = (item.get("value") or {}).get("text") or []
-        out[slot] = " ".join(str(t) for t in texts if t is not None)
+        out[slot] = " ".join(strip_form_newline(str(t)) for t in texts if t is not None)
     return out
 
 
@@ -120,29 +122,29 @@ def annotation_rows(
         draft = drafts.get(slot)
         flags = checks.caption_flags(text, tokens, draft, min_words=min_words) if status == "submitted" else []
         rows.append(
-            {
-                "caption_id": caption_id(project_id, int(annotation["id"]), slot),
-                "clip_id": task["data"]["clip_id"],
-                "text": text,
-                "tokens": tokens,
-                "origin": "simulated" if is_simulated(annotator) else "human",
-                "status": status,
-                "annotator": annotator,
-                "guideline_version": guideline(updated or created) or task["data"].get("guideline_version"),
-                "source_id": None,
-                "ls_project_id": project_id,
-                "ls_task_id": int(task["id"]),
-                "ls_annotation_id": int(annotation["id"]),
-                "lead_time_s": float(annotation["lead_time"]) if annotation.get("lead_time") is not None else None,
-                "created_at": created,
-                "updated_at": updated,
-                "draft_shown": draft,
-                "edit_distance": checks.edit_distance(draft, text),
-                "qc_choices": qc,
-                "category": category,
-                "flags": flags,
-                "accepted": False,
-            }
+            CaptionRow(
+                writer=WRITER,
+                caption_id=caption_id(project_id, int(annotation["id"]), slot),
+                clip_id=task["data"]["clip_id"],
+                text=text,
+                tokens=tokens,
+                origin="simulated" if is_simulated(annotator) else "human",
+                status=status,
+                annotator=annotator,
+                guideline_version=guideline(updated or created) or task["data"].get("guideline_version"),
+                ls_project_id=project_id,
+                ls_task_id=int(task["id"]),
+                ls_annotation_id=int(annotation["id"]),
+                lead_time_s=float(annotation["lead_time"]) if annotation.get("lead_time") is not None else None,
+                created_at=created,
+                updated_at=updated,
+                draft_shown=draft,
+                edit_distance=checks.edit_distance(draft, text),
+                qc_choices=qc,
+                category=category,
+                flags=flags,
+                accepted=False,
+            ).as_dict()
         )
     return rows
 
@@ -198,7 +200,7 @@ def _pull_locked(dataset: Dataset, conn: Connection, studio: Studio, min_words: 
                                     guideline=lambda when: state.guideline_at(key, when), min_words=min_words)
                 )
         merged = _merge(dataset, pid, fresh, seen_tasks, report)
-        dataset.write_table("captions", merged)
+        dataset.replace_rows("captions", WRITER, merged)
         for row in fresh:
             if row["status"] == "skipped":
                 report.skipped += 1
@@ -222,8 +224,14 @@ def _pull_locked(dataset: Dataset, conn: Connection, studio: Studio, min_words: 
 
 
 def _merge(dataset: Dataset, pid: int, fresh: list[dict[str, Any]], seen_tasks: set[int], report: PullReport) -> list[dict[str, Any]]:
-    """Existing rows keep their place; this project's rows are replaced by the fresh ones or kept as deleted."""
-    old_rows = dataset.read_table("captions").to_pylist()
+    """This command's rows, merged: its rows of this project are replaced by the fresh ones or kept as deleted.
+
+    Other writers' rows (imports, the demo) are not returned and never changed; they only count as context for
+    the duplicate check.
+    """
+    everything = dataset.read_table("captions").to_pylist()
+    old_rows = [r for r in everything if r["writer"] == WRITER]
+    strangers = [r for r in everything if r["writer"] != WRITER]
     fresh_by_id = {r["caption_id"]: r for r in fresh}
 
     def ours(row: dict[str, Any]) -> bool:
@@ -250,7 +258,7 @@ def _merge(dataset: Dataset, pid: int, fresh: list[dict[str, Any]], seen_tasks: 
     merged.extend(new_rows)
 
     fresh_ids = set(fresh_by_id)
-    checks.mark_duplicates(merged, mine=lambda r: r["caption_id"] in fresh_ids)
+    checks.mark_duplicates([*strangers, *merged], mine=lambda r: r["caption_id"] in fresh_ids)
     for row in merged:
         if row["caption_id"] in fresh_ids:
             row["accepted"] = checks.accepted(row)

@@ -74,16 +74,17 @@ def _annotate_step(dataset_dir: Path, say: Callable[[str], None]) -> Any:
 
 def _drop_local_fallback_captions(dataset_dir: Path, say: Callable[[str], None]) -> None:
     """A failed earlier demo may have written the simulator's captions locally; the round trip supersedes them."""
-    import pyarrow.compute as pc
 
     from dvtr_data.dataset import Dataset
 
+    from dvtr_data.synth.simulated import WRITER
+
     ds = Dataset(dataset_dir)
-    captions = ds.read_table("captions")
-    local = pc.starts_with(captions.column("caption_id"), "sim-")
-    if captions.num_rows and pc.any(local).as_py():
-        ds.write_table("captions", captions.filter(pc.invert(local)))
-        say(f"removed {pc.sum(local).as_py()} locally written simulated caption(s), superseded by the round trip")
+    with ds.writing("demo"):
+        own = ds.rows_of("captions", WRITER)
+        if own.num_rows:
+            ds.replace_rows("captions", WRITER, [])  # only the demo's own rows: other writers' rows stay
+            say(f"removed {own.num_rows} locally written simulated caption(s), superseded by the round trip")
 
 
 def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
@@ -91,13 +92,15 @@ def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
     from dvtr_data.card import write_card
     from dvtr_data.dataset import Dataset
     from dvtr_data.export import export_dataset
+    from dvtr_data.synth.simulated import WRITER as SIMULATED_WRITER
     from dvtr_data.synth.simulated import simulated_captions
     from dvtr_data.splits import split_dataset
 
     ds = Dataset(dataset_dir)
     if not ds.read_table("captions").num_rows:
         say("captions: the simulator's ground truth, marked origin=simulated (written locally, not through Label Studio)")
-        ds.write_table("captions", simulated_captions(ds))
+        with ds.writing("demo"):
+            ds.replace_rows("captions", SIMULATED_WRITER, simulated_captions(ds))
     result = split_dataset(ds)
     say("split: " + ", ".join(f"{k} {v['clips']}" for k, v in result.sizes.items()) + f" clips; {result.leaks} leaks")
     for fmt in ("parquet", "clip4clip", "qvhighlights", "amfmn"):

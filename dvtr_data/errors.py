@@ -40,6 +40,10 @@ class DatasetError(DvtrError):
     exit_code = 4
 
 
+class DatasetLocked(DatasetError):
+    """Another command holds the dataset's one write lock (exit 4): a second writer stops at once, never waits."""
+
+
 class SchemaError(DatasetError):
     """A table does not match its declared schema; raised before anything is written."""
 
@@ -67,7 +71,7 @@ EXIT_CODES = {
     1: "finished, but some items failed (see the table's status/error columns and the run log)",
     2: "usage error: bad option or argument",
     3: "input error: a file could not be read or understood",
-    4: "dataset error: the dataset folder is missing or inconsistent",
+    4: "dataset error: the dataset folder is missing, damaged, inconsistent, or being written by another command",
     5: "service error: an external service (Label Studio) failed",
     6: "model error: model weights or config cannot be had",
     70: "internal error (a bug): re-run with DVTR_DEBUG=1 and report the traceback",

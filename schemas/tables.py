@@ -16,13 +16,19 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 @dataclass(frozen=True)
 class TableSchema:
-    """A table's name, version, arrow schema, key columns and id columns that must be clean."""
+    """A table's name, version, arrow schema, key columns, id columns that must be clean, and who writes it.
+
+    Ownership (architecture.md): a table has one ``owner`` (the only command that writes it), or its rows carry
+    their writer in ``writer_column`` and each writer replaces only its own rows (`Dataset.replace_rows`).
+    """
 
     name: str
     version: int
     schema: pa.Schema
     key: tuple[str, ...]
     clean_ids: tuple[str, ...] = field(default=())
+    owner: str | None = None
+    writer_column: str | None = None
 
     @property
     def tag(self) -> str:
@@ -41,9 +47,12 @@ _F64 = pa.float64()
 _I64 = pa.int64()
 _TS = pa.timestamp("us", tz="UTC")
 
+
+
 FLIGHTS = TableSchema(
     name="flights",
     version=1,
+    owner="ingest",
     key=("flight_id",),
     clean_ids=("flight_id",),
     schema=pa.schema(
@@ -86,7 +95,8 @@ FLIGHTS = TableSchema(
 
 CLIPS = TableSchema(
     name="clips",
-    version=1,
+    version=2,  # 2: `writer` (ingest | import:<name>)
+    writer_column="writer",
     key=("clip_id",),
     clean_ids=("clip_id", "flight_id"),
     schema=pa.schema(
@@ -126,13 +136,15 @@ CLIPS = TableSchema(
             _f("telemetry_cues", _I64),  # cues that fell inside the clip
             _f("category", _STR),
             _f("category_source", _STR),  # taxonomy | user | zero-shot | null
+            _f("writer", _STR, False),  # ingest | import:<name>
         ]
     ),
 )
 
 CAPTIONS = TableSchema(
     name="captions",
-    version=1,
+    version=2,  # 2: `writer` (annotate | import:<name> | demo)
+    writer_column="writer",
     key=("caption_id",),
     clean_ids=("caption_id", "clip_id"),
     schema=pa.schema(
@@ -158,13 +170,15 @@ CAPTIONS = TableSchema(
             _f("category", _STR),
             _f("flags", pa.list_(_STR)),  # empty | too_short | duplicate | unchanged_draft | non_language | deleted_in_labelstudio (non-blocking)
             _f("accepted", pa.bool_(), False),  # usable for training: submitted and no blocking flag
+            _f("writer", _STR, False),  # annotate (pull) | import:<name> | demo
         ]
     ),
 )
 
 SPLITS = TableSchema(
     name="splits",
-    version=1,
+    version=2,  # 2: `writer` (split | import:<name>, the published split)
+    writer_column="writer",
     key=("clip_id",),
     clean_ids=("clip_id",),
     schema=pa.schema(
@@ -172,7 +186,8 @@ SPLITS = TableSchema(
             _f("clip_id", _STR, False),
             _f("split", _STR, False),  # train | val | test | (excluded)
             _f("group_id", _STR, False),  # clips of one group never straddle splits
-            _f("group_kind", _STR),  # flight | location | near-duplicate | merged
+            _f("group_kind", _STR),  # flight | location | near-duplicate | merged | published
+            _f("writer", _STR, False),  # split | import:<name>
         ]
     ),
 )

@@ -109,14 +109,14 @@ def test_task_header_places_the_clip_in_its_flight():
     ],
 )
 def test_caption_flags(text, draft, flags):
-    from dvtr_data.synth.simulated import tokenize
+    from dvtr_data.text import tokenize
 
     assert checks.caption_flags(text, tokenize(text), draft) == flags
 
 
 def test_duplicates_flag_the_later_caption_and_leave_other_stages_rows_alone():
     def row(cid, text, minute, mine=True):
-        from dvtr_data.synth.simulated import tokenize
+        from dvtr_data.text import tokenize
 
         return {"caption_id": cid, "clip_id": "c", "text": text, "tokens": tokenize(text), "status": "submitted",
                 "created_at": datetime(2026, 1, 1, 0, minute, tzinfo=UTC), "flags": ["keep-me"] if not mine else [], "mine": mine}
@@ -379,7 +379,7 @@ def test_pull_leaves_rows_of_other_stages_alone_and_flags_duplicates_against_the
     ds = make_dataset(tmp_path / "ds", n_clips=1)
     clip = ds.read_table("clips").column("clip_id")[0].as_py()
     imported = dict.fromkeys(schema_of("captions").schema.names)
-    imported.update(caption_id=f"{clip}-c00", clip_id=clip, text="Two cars drive along a road past houses.",
+    imported.update(writer="import:pub", caption_id=f"{clip}-c00", clip_id=clip, text="Two cars drive along a road past houses.",
                     tokens="two cars drive along a road past houses".split(), origin="imported", status="submitted",
                     qc_choices=[], flags=["custom"], accepted=True, created_at=datetime(2020, 1, 1, tzinfo=UTC))
     ds.write_table("captions", [imported])
@@ -460,7 +460,7 @@ def test_status_on_a_constructed_captions_table(tmp_path):
     for n, (clip, caps) in enumerate(texts.items()):
         for k, text in enumerate(caps):
             row = dict.fromkeys(schema_of("captions").schema.names)
-            row.update(caption_id=f"ls-p1-a{n * 10 + k}-1", clip_id=clip, text=text, tokens=text.split(), origin="human",
+            row.update(writer="annotate", caption_id=f"ls-p1-a{n * 10 + k}-1", clip_id=clip, text=text, tokens=text.split(), origin="human",
                        status="submitted", annotator=f"ann{k}@x", ls_project_id=1, ls_task_id=n, ls_annotation_id=n * 10 + k,
                        lead_time_s=30.0 + k * 30, qc_choices=["usable"], flags=[], accepted=True, draft_shown=None)
             rows.append(row)

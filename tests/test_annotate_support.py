@@ -38,7 +38,8 @@ def make_dataset(root: Path, n_clips: int = 3, *, rejected: int = 0, files: bool
         start, end = i * 150, (i + 1) * 150
         cid = f"{flight_id}-{start:07d}-{end:07d}"
         row = dict.fromkeys(schema_of("clips").schema.names)
-        row.update(clip_id=cid, flight_id=flight_id, status="ok", shot_index=0, window_index=i, start_frame=start,
+        row.update(writer="ingest", clip_id=cid, flight_id=flight_id, status="ok", shot_index=0, window_index=i,
+                   start_frame=start,
                    end_frame=end, start_s=start / 30, end_s=end / 30, duration_s=5.0, fps=30.0, n_frames=150,
                    clip_path=f"clips/{flight_id}/{cid}.mp4", keyframe_paths=[], qc_reasons=[],
                    qc_verdict="pass" if i < n_clips else "reject", altitude_m=40.0 + i, altitude_kind="relative")

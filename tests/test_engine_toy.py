@@ -43,6 +43,7 @@ TINY_OVERRIDES = {
 
 def _row(name: str, **values) -> dict:
     row = {f.name: None for f in schema_of(name).schema}
+    row["writer"] = {"clips": "ingest", "captions": "annotate", "splits": "split"}.get(name)
     row.update(values)
     return row
 
@@ -112,7 +113,8 @@ def build_toy_dataset(root: Path, *, n_clips: int = 12, captions_per_clip: int =
                 "captions", caption_id=f"toy-{k:03d}-{j}", clip_id=clip_id, text=text, tokens=text.split(),
                 origin="simulated", status="submitted", qc_choices=[], flags=[], accepted=True,
             ))
-        split_rows.append({"clip_id": clip_id, "split": split_of[k], "group_id": flight, "group_kind": "flight"})
+        split_rows.append({"clip_id": clip_id, "split": split_of[k], "group_id": flight, "group_kind": "flight",
+                           "writer": "split"})
     ds.write_table("clips", clips)
     ds.write_table("captions", captions)
     ds.write_table("splits", split_rows)

@@ -47,7 +47,7 @@ def write_clip(path: Path, colour: tuple[int, int, int], n_frames: int = 30, see
 def clip_row(clip_id: str, clip_path: str | None, **over: Any) -> dict[str, Any]:
     row = {name: None for name in TABLES["clips"].schema.names}
     row.update(
-        clip_id=clip_id, flight_id="f0000000000000001", status="ok", shot_index=0, window_index=0,
+        writer="ingest", clip_id=clip_id, flight_id="f0000000000000001", status="ok", shot_index=0, window_index=0,
         start_frame=0, end_frame=30, start_s=0.0, end_s=1.2, duration_s=1.2, fps=float(FPS), width=SIZE[0],
         height=SIZE[1], n_frames=30, clip_path=clip_path, keyframe_paths=[], qc_verdict="pass", qc_reasons=[],
     )

@@ -17,11 +17,12 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.export.amfmn import write_amfmn
 from dvtr_data.export.clip4clip import write_clip4clip
-from dvtr_data.export.manifest import MANIFEST, staged_folder, verify_export, write_manifest
+from dvtr_data.export.manifest import earlier_export_problem, staged_folder, verify_export, write_manifest
 from dvtr_data.export.parquet import write_parquet_export
 from dvtr_data.export.qvhighlights import write_qvhighlights
 from dvtr_data.export.view import ID_MODES, build_view
 from dvtr_data.importers.common import MEDIA_MODES
+from dvtr_data.reporting import Counter, Reporter, Sink, as_reporter
 from dvtr_data.splits.assign import SPLIT_NAMES
 
 
@@ -84,8 +85,11 @@ def export_dataset(
     force: bool = False,
     drop_gps: bool = False,
     hash_media: bool = True,
+    reporter: Reporter | Sink | None = None,
 ) -> ExportResult:
     """Export ``splits`` of ``dataset`` as ``fmt`` into ``out`` (default ``<dataset>/exports/<fmt>``).
+
+    ``reporter`` follows the three steps: the view of the splits, the files (media placed), the manifest.
 
     ``media``: copy, link (hard link; copy across file systems), symlink or none; default per format.
     """
@@ -102,12 +106,32 @@ def export_dataset(
     ds.require()
     target = Path(out).expanduser().absolute() if out else ds.root / "exports" / fmt
     _check_target(ds, target, force)
+    with ds.writing("export"):
+        return _export_locked(ds, fmt, exporter, target, splits, media, ids, force, drop_gps, hash_media,
+                              as_reporter(reporter, "export").counter(f"export {fmt}", 3, "steps"))
+
+
+def _export_locked(
+    ds: Dataset,
+    fmt: str,
+    exporter: Exporter,
+    target: Path,
+    splits: tuple[str, ...],
+    media: str,
+    ids: str,
+    force: bool,
+    drop_gps: bool,
+    hash_media: bool,
+    steps: Counter,
+) -> ExportResult:
     view = build_view(ds, splits, ids, exporter.unique_ids)
+    steps.advance()
     writer: Callable[..., dict[str, Any]] = exporter.write
     if fmt == "parquet":
         writer = functools.partial(writer, drop_gps=drop_gps)
     with staged_folder(target, force=force) as stage:
         info = writer(view, stage, media=media)
+        steps.advance()
         if info.get("written", 1) == 0:
             raise DatasetError(f"nothing to export as {fmt}: {info.get('empty_reason', 'no rows')}")
         counts = view.counts()
@@ -127,6 +151,7 @@ def export_dataset(
             hash_media=hash_media,
             extra=info.get("extra"),
         )
+    steps.advance()
     return ExportResult(
         out=target,
         format=fmt,
@@ -148,10 +173,9 @@ def _check_target(ds: Dataset, target: Path, force: bool) -> None:
     if resolved.exists() and force:
         if not resolved.is_dir():
             raise UsageError(f"{target} exists and is not a folder")
-        if any(resolved.iterdir()) and not (resolved / MANIFEST).is_file():
-            raise UsageError(
-                f"{target} exists and is not an earlier export (no {MANIFEST}); not replacing it"
-            )
+        problem = earlier_export_problem(resolved) if any(resolved.iterdir()) else None
+        if problem:
+            raise UsageError(f"{target} exists and {problem}; not replacing it", hint="choose another --out")
 
 
 __all__ = ["EXPORTERS", "ExportResult", "Exporter", "build_view", "export_dataset", "verify_export"]

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dvtr_data import __version__
+from dvtr_data.crashpoints import crashpoint
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
 from dvtr_data.hashing import sha256_file
@@ -37,12 +38,15 @@ def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.glob(f".{glob_escape(out.name)}.partial-*"):
+        shutil.rmtree(old, ignore_errors=True)  # a killed export's staging folder (we hold the write lock)
+    for old in out.parent.glob(f".{glob_escape(out.name)}.old-*"):
+        shutil.rmtree(old, ignore_errors=True)
     stage = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if stage.exists():
-        shutil.rmtree(stage)
     stage.mkdir()
     try:
         yield stage
+        crashpoint("export")
         if out.exists():
             trash = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, trash)
@@ -53,6 +57,36 @@ def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
     finally:
         if stage.exists():
             shutil.rmtree(stage, ignore_errors=True)
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def earlier_export_problem(folder: Path) -> str | None:
+    """Why ``folder`` may not be replaced by a new export, or ``None`` when it provably is an earlier export of ours.
+
+    Provably ours: its manifest is a dvtr-data export manifest and every file in the folder is one it lists (a file
+    someone added beside an export would be deleted by the replacement, so it blocks it).
+    """
+    path = folder / MANIFEST
+    if not path.is_file():
+        return f"it is not an earlier export (no {MANIFEST})"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        listed = {str(f["path"]) for f in manifest["files"]}
+        ours = manifest.get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"its {MANIFEST} is not a dvtr-data export manifest"
+    if not ours:
+        return f"its {MANIFEST} is not a dvtr-data export manifest"
+    for dirpath, _dirs, files in os.walk(folder):
+        for f in files:
+            rel = (Path(dirpath) / f).relative_to(folder).as_posix()
+            if rel != MANIFEST and rel not in listed:
+                return f"it holds {rel!r}, which its manifest does not list"
+    return None
 
 
 def dataset_version(ds: Dataset) -> str:

@@ -24,8 +24,8 @@ import pyarrow.compute as pc
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import InputError, UsageError
-from dvtr_data.schemas import schema_of
-from dvtr_data.synth.simulated import tokenize
+from dvtr_data.schemas.records import CaptionRow, ClipRow, SplitRow
+from dvtr_data.text import tokenize
 
 MEDIA_MODES = ("copy", "link", "symlink", "none")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
@@ -237,11 +237,10 @@ def write_import(
     imp_rows: list[dict[str, Any]] = []
     split_rows: list[dict[str, Any]] = []
     found = missing = 0
-    clip_cols = schema_of("clips").schema.names
-    cap_cols = schema_of("captions").schema.names
+    writer = f"import:{source}"
     for order, (cid, it) in enumerate(zip(ids, items, strict=True)):
-        row = dict.fromkeys(clip_cols)
-        row.update(
+        row = ClipRow(
+            writer=writer,
             clip_id=cid,
             flight_id=cid,
             status="ok",
@@ -258,7 +257,7 @@ def write_import(
             keyframe_paths=[],
             category=_category(it.source_id),
             category_source="source-id",
-        )
+        ).as_dict()
         media_rel = None
         if it.media is not None and media_mode != "none":
             folder = Path("clips") / cid
@@ -299,9 +298,9 @@ def write_import(
             missing += 1
         clip_rows.append(row)
         for k, text in enumerate(it.captions):
-            cap = dict.fromkeys(cap_cols)
             tokens = it.tokens[k] if it.tokens is not None else tokenize(text)
-            cap.update(
+            cap = CaptionRow(
+                writer=writer,
                 caption_id=f"{cid}-c{k:02d}",
                 clip_id=cid,
                 text=text,
@@ -315,7 +314,7 @@ def write_import(
                 category=row["category"],
                 accepted=True,
                 created_at=now,
-            )
+            ).as_dict()
             cap_rows.append(cap)
         imp_rows.append(
             {
@@ -332,20 +331,22 @@ def write_import(
             }
         )
         if it.split:
-            split_rows.append({"clip_id": cid, "split": it.split, "group_id": cid, "group_kind": "published"})
+            split_rows.append(
+                SplitRow(clip_id=cid, split=it.split, group_id=cid, group_kind="published", writer=writer).as_dict()
+            )
         if progress:
             progress(order + 1, len(items))
 
-    drop = old_ids | new_ids
     if _existing_ids(ds) - old_ids and ds.has_table("splits"):
         notes.append(
             "the dataset's own clips were split before this import: run `dvtr-data split` again to "
             "deduplicate them against it"
         )
-    _merge(ds, "clips", clip_rows, drop)
-    _merge(ds, "captions", cap_rows, drop)
-    _merge(ds, "imports", imp_rows, drop)
-    _merge(ds, "splits", split_rows, drop)
+    # this import's rows replace its own earlier rows; no other command's row is touched (schemas/tables.py)
+    ds.replace_rows("clips", writer, clip_rows)
+    ds.replace_rows("captions", writer, cap_rows)
+    ds.replace_rows("splits", writer, split_rows)
+    _replace_import_rows(ds, source, imp_rows)
     cfg = ds.config()
     stage = cfg.setdefault("stages", {}).setdefault("import", {})
     stage[source] = {
@@ -377,23 +378,11 @@ def _existing_ids(ds: Dataset) -> set[str]:
     return set(t.column("clip_id").to_pylist()) if t.num_rows else set()
 
 
-def _merge(ds: Dataset, name: str, rows: list[dict[str, Any]], drop: set[str]) -> None:
-    """Replace rows whose clip id is in ``drop`` by ``rows``; other rows keep their order and content."""
-    new = (
-        pa.Table.from_pylist(rows, schema=schema_of(name).schema)
-        if rows
-        else schema_of(name).schema.empty_table()
-    )
-    if not ds.has_table(name):
-        if rows:
-            ds.write_table(name, new)
-        return
-    old = ds.read_table(name).select(schema_of(name).schema.names)
-    if drop and old.num_rows:
-        keep = pc.invert(pc.is_in(old.column("clip_id"), value_set=pa.array(sorted(drop), pa.string())))
-        old = old.filter(keep)
-    merged = pa.concat_tables([old.cast(schema_of(name).schema), new])
-    ds.write_table(name, merged)
+def _replace_import_rows(ds: Dataset, source: str, rows: list[dict[str, Any]]) -> None:
+    """The imports table belongs to `import`: one import's rows are replaced, every other import's rows kept."""
+    old = ds.read_table("imports")
+    others = old.filter(pc.not_equal(old.column("source"), source)).to_pylist() if old.num_rows else []
+    ds.write_table("imports", others + rows)
 
 
 _CATEGORY_RE = re.compile(r"^([A-Za-z][A-Za-z ]*?)_\d+")

@@ -40,11 +40,13 @@ from dvtr_data.reporting import Reporter, Sink, as_reporter
 from dvtr_data.runlog import RunLog
 from dvtr_data.ingest.scan import scan_flight
 from dvtr_data.schemas import schema_of, validate
+from dvtr_data.schemas.records import ClipRow, FlightRow
 from dvtr_data.ingest.shots import DETECTORS, shots_from_cuts
 from dvtr_data.telemetry import detect_events, parse_srt, summarize
 from dvtr_data.ingest.windows import WindowRule, make_windows
 
 PARTS_DIR = "ingest"
+WRITER = "ingest"  # the writer of this stage's clip rows (clips.parquet is shared with `import`)
 
 
 @dataclass(frozen=True)
@@ -141,8 +143,8 @@ def _now() -> datetime:
 
 def _flight_row(job: FlightJob, **values: Any) -> dict[str, Any]:
     path = Path(job.video)
-    row: dict[str, Any] = {name: None for name in validate_columns("flights")}
-    row.update(
+    base: dict[str, Any] = dict(
+        flight_id="",
         status="ok",
         warnings=[],
         source_path=str(path),
@@ -154,12 +156,8 @@ def _flight_row(job: FlightJob, **values: Any) -> dict[str, Any]:
         ingested_at=_now(),
         location_private=False,
     )
-    row.update(values)
-    return row
+    return FlightRow(**{**base, **values}).as_dict()
 
-
-def validate_columns(name: str) -> list[str]:
-    return schema_of(name).schema.names
 
 
 def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str]):
@@ -278,8 +276,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         q = assess(scan.motion[motion_sel], scan.luma[sel], scan.dark[sel], scan.bright[sel], scan.sharpness[sharp_sel], cfg.qc)
         start_s = float(scan.times[w.start_frame])
         end_s = float(scan.times[w.end_frame]) if w.end_frame < scan.n_frames else base["duration_s"]
-        row = {name: None for name in validate_columns("clips")}
-        row.update(
+        row = ClipRow(
+            writer=WRITER,
             clip_id=cid,
             flight_id=flight_id,
             status="ok",
@@ -300,7 +298,7 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
             qc_verdict=q.verdict,
             qc_reasons=q.reasons,
             keyframe_paths=[],
-        )
+        ).as_dict()
         if tel is not None:
             _add_telemetry(row, tel, start_s, end_s)
         rows.append(row)
@@ -450,8 +448,7 @@ def ingest(
     if not sources:
         raise UsageError(f"no video files found in {', '.join(map(str, inputs))}")
     dataset = Dataset(dataset_dir).create()
-    with dataset.lock("ingest"):
-        dataset.sweep_temp_files()
+    with dataset.writing(WRITER):
         return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor, stall_timeout,
                               as_reporter(reporter, "ingest"), force)
 
@@ -555,7 +552,7 @@ def _ingest_locked(
         if flights is not None:
             dataset.write_table("flights", flights)
         if clips is not None:
-            dataset.write_table("clips", clips)
+            dataset.replace_rows("clips", WRITER, clips)
         dataset.record_stage("ingest", {"settings": config.as_dict(), "settings_hash": settings})
         log.write("summary", **{k: v for k, v in asdict(report).items() if k not in ("log_path", "dataset")})
     finally:

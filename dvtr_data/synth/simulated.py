@@ -9,19 +9,15 @@ stages, never in a real dataset.
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from dvtr_data.dataset import Dataset
+from dvtr_data.schemas.records import CaptionRow
+from dvtr_data.text import tokenize
 
 TRUTH_FORMAT = "dvtr-synth-truth/1"
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-
-
-def tokenize(text: str) -> list[str]:
-    """The normalised token list stored with each caption: lower-cased words, punctuation dropped."""
-    return _WORD.findall(text.lower())
+WRITER = "demo"  # the demo writes these locally when the Label Studio round trip cannot run
 
 
 def truth_path(video: Path) -> Path:
@@ -67,28 +63,19 @@ def simulated_captions(dataset: Dataset, per_clip: int = 5, only_passed: bool = 
             continue
         for k, text in enumerate(seg["captions"][:per_clip]):
             rows.append(
-                {
-                    "caption_id": f"sim-{clip['clip_id']}-{k}",
-                    "clip_id": clip["clip_id"],
-                    "text": text,
-                    "tokens": tokenize(text),
-                    "origin": "simulated",
-                    "status": "submitted",
-                    "annotator": f"simulated-{k}",
-                    "guideline_version": None,
-                    "source_id": None,
-                    "ls_project_id": None,
-                    "ls_task_id": None,
-                    "ls_annotation_id": None,
-                    "lead_time_s": None,
-                    "created_at": None,
-                    "updated_at": None,
-                    "draft_shown": None,
-                    "edit_distance": None,
-                    "qc_choices": [],
-                    "category": seg.get("scene"),
-                    "flags": [],
-                    "accepted": True,
-                }
+                CaptionRow(
+                    writer=WRITER,
+                    caption_id=f"sim-{clip['clip_id']}-{k}",
+                    clip_id=clip["clip_id"],
+                    text=text,
+                    tokens=tokenize(text),
+                    origin="simulated",
+                    status="submitted",
+                    annotator=f"simulated-{k}",
+                    qc_choices=[],
+                    category=seg.get("scene"),
+                    flags=[],
+                    accepted=True,
+                ).as_dict()
             )
     return rows

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from dvtr_data.dataset import Dataset
 from dvtr_data.schemas import schema_of
-from dvtr_data.synth.simulated import tokenize
+from dvtr_data.text import tokenize
 
 CATEGORIES = ("road", "river", "farmland", "harbour", "forest", "stadium", "residential", "construction")
 _SUBJECTS = {
@@ -162,6 +162,7 @@ def write_generated_dataset(
             "altitude_kind": ["relative"] * total if gps else None,
             "category": cats,
             "category_source": ["user"] * total,
+            "writer": ["ingest"] * total,
         },
     )
     ds.write_table("clips", clips)
@@ -192,6 +193,7 @@ def write_generated_dataset(
                 "flags": [[] for _ in texts],
                 "accepted": [True] * len(texts),
                 "category": np.repeat(np.asarray(cats, dtype=object), k).tolist(),
+                "writer": ["annotate"] * len(texts),
             },
         )
         ds.write_table("captions", caps)
