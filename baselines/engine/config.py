@@ -18,6 +18,8 @@ from typing import Any, Literal, get_args
 
 from dvtr_data.errors import InputError, UsageError
 
+from .family import family_names
+
 BackboneMode = Literal["frozen", "reference", "finetune"]
 BACKBONE_MODES: tuple[str, ...] = get_args(BackboneMode)
 Schedule = Literal["warmup_cosine", "warmup_linear", "warmup_constant", "none"]
@@ -167,6 +169,7 @@ class BaselineConfig:
 
     name: str
     description: str = ""
+    family: str = "msam"  # which model family builds, trains and scores it (``family.py``)
     model: ModelConfig = field(default_factory=ModelConfig)
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -202,6 +205,8 @@ def check(cfg: BaselineConfig) -> None:
     b, d, t, e = cfg.backbone, cfg.data, cfg.train, cfg.eval
     if not cfg.name or any(c.isspace() for c in cfg.name):
         raise UsageError(f"baseline name {cfg.name!r} must be non-empty and without spaces")
+    if cfg.family not in family_names():
+        raise UsageError(f"unknown model family {cfg.family!r}", hint=f"choose one of {', '.join(family_names())}")
     if b.mode not in BACKBONE_MODES:
         raise UsageError(f"unknown backbone mode {b.mode!r}", hint=f"choose one of {', '.join(BACKBONE_MODES)}")
     if b.precision not in ("fp32", "fp16"):
@@ -241,7 +246,7 @@ def check(cfg: BaselineConfig) -> None:
     if not e.protocols or any(p not in PROTOCOLS for p in e.protocols):
         raise UsageError(f"protocols must be a non-empty subset of {', '.join(PROTOCOLS)}")
     direction, _, metric = e.select_metric.partition("_")
-    if direction not in ("t2v", "v2t") or metric not in METRIC_NAMES:
+    if e.select_metric != "mR" and (direction not in ("t2v", "v2t") or metric not in METRIC_NAMES):
         raise UsageError(
             f"unknown select_metric {e.select_metric!r}", hint="e.g. t2v_R1, v2t_R5, t2v_MdR (t2v|v2t _ R1|R5|R10|MdR|MnR)"
         )

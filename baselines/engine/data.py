@@ -44,6 +44,8 @@ class ClipRecord:
     flight_id: str | None = None
     start_s: float | None = None
     end_s: float | None = None
+    keyframe_paths: tuple[Path, ...] = ()  # image families (AMFMN) read these; not part of the cache key
+    category: str | None = None
 
     def file_key(self) -> str:
         """Identity of the clip's pixels for the feature cache: id, size and modification time of the file."""
@@ -265,6 +267,8 @@ def _clip_records(dataset: Dataset, rows: list[dict[str, Any]]) -> dict[str, Cli
             flight_id=r.get("flight_id"),
             start_s=r.get("start_s"),
             end_s=r.get("end_s"),
+            keyframe_paths=tuple(dataset.root / k for k in r.get("keyframe_paths") or ()),
+            category=r.get("category"),
         )
     return out
 

@@ -80,7 +80,8 @@ def describe() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": name,
-                "model": cfg.model.preset,
+                "family": cfg.family,
+                "model": cfg.model.preset if cfg.family == "msam" else f"{cfg.family}:{cfg.model.preset}",
                 "backbone": f"{cfg.backbone.model}/{cfg.backbone.pretrained or 'random'}",
                 "mode": "zero-shot" if cfg.zero_shot else cfg.backbone.mode,
                 "epochs": cfg.train.epochs,

@@ -26,6 +26,8 @@ from typing import Any
 from dvtr_data.dataset import Dataset, atomic_path, atomic_write_bytes
 from dvtr_data.errors import DatasetError, UsageError
 
+from .metrics import mean_recall
+
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 DIRECTIONS = ("t2v", "v2t")
 METRICS = ("R1", "R5", "R10", "MdR", "MnR")
@@ -147,9 +149,28 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+def protocol_label(metrics: dict[str, Any], family: str, protocol: str) -> str:
+    """What ``protocol`` meant for a run: the label its family wrote, else MSAM's (runs of MSAM's loop)."""
+    label = (metrics.get("protocols") or {}).get(protocol)
+    return label or f"{family} {protocol}: {PROTOCOL_TITLES.get(protocol, '?')}"
+
+
+def mean_recall_cell(result: dict[str, Any] | None) -> str:
+    """mR, the mean of R@1/5/10 both ways (AMFMN's and its successors' summary), as a table cell."""
+    try:
+        return _fmt("R1", mean_recall(result or {}))
+    except (KeyError, TypeError):
+        return "-"
+
+
 def results_table(dataset: Dataset, *, split: str = "test", protocol: str = "paper") -> tuple[list[str], list[list[str]]]:
-    """One row per finished run of ``dataset``: its final metrics on ``split`` in ``protocol``."""
-    header = ["run", "baseline", "backbone", "mode", "best epoch", *metric_header()]
+    """One row per finished run of ``dataset``: its final metrics on ``split`` in ``protocol``.
+
+    Runs of every model family sit side by side; the ``protocol`` cell says what the protocol meant for the
+    run's family (MSAM's paper protocol scores captions in chunks, AMFMN's scores each caption alone), and
+    ``mR`` is the mean of the six recalls.
+    """
+    header = ["run", "baseline", "family", "backbone", "mode", "best epoch", "protocol", *metric_header(), "mR"]
     rows = []
     for run in list_runs(dataset):
         m = run.metrics()
@@ -159,16 +180,21 @@ def results_table(dataset: Dataset, *, split: str = "test", protocol: str = "pap
         if result is None:
             continue
         cfg = run.config()
-        bb = cfg.get("baseline", {}).get("backbone", {})
+        base = cfg.get("baseline", {})
+        family = base.get("family", "msam")
+        bb = base.get("backbone", {})
         mode = "zero-shot" if not m.get("epochs") else bb.get("mode", "?")
         rows.append(
             [
                 run.run_id,
-                cfg.get("baseline", {}).get("name", "?"),
+                base.get("name", "?"),
+                family,
                 f"{bb.get('model', '?')}/{bb.get('checkpoint') and 'checkpoint' or bb.get('pretrained') or 'random'}",
                 mode,
                 str(m.get("best_epoch") if m.get("best_epoch") is not None else "-"),
+                protocol_label(m, family, protocol),
                 *metric_row(result),
+                mean_recall_cell(result),
             ]
         )
     return header, rows

@@ -50,6 +50,8 @@ from .cache import FeatureCache
 from .config import BaselineConfig
 from .data import ClipRecord, SplitData, load_clip_pixels, load_split, normalise, pixel_loader
 from .evaluate import SplitFeatures, evaluate_features
+from .family import get_family
+from .metrics import mean_recall
 from .optim import BertAdam, authors_param_groups
 from .runs import RunFolder, check_run_id, new_run_id, open_run, runs_dir, write_report
 
@@ -223,6 +225,8 @@ def batches_of(order: list[int], batch: int, drop_last: bool) -> list[list[int]]
 
 # ---------------------------------------------------------------------------------------------- the run
 def _selection_value(result: dict[str, Any], protocol: str, metric: str) -> float:
+    if metric == "mR":
+        return mean_recall(result[protocol])
     direction, _, name = metric.partition("_")
     value = result[protocol][direction][name]
     return -value if name in ("MdR", "MnR") else value  # larger is better
@@ -288,7 +292,8 @@ def run_baseline(
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    return _execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=False)
+    family = get_family(cfg.family)
+    return family.execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=False)
 
 
 def resume_run(
@@ -305,7 +310,7 @@ def resume_run(
         m = run.metrics()
         return RunResult(run_id, run.root, "finished", m.get("best_epoch"), m.get("final", {}), run.report_path, resumed=True,
                          messages=["the run had already finished; nothing to do"])
-    return _execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=True)
+    return get_family(cfg.family).execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=True)
 
 
 def _execute(

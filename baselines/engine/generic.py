@@ -1,0 +1,184 @@
+"""The engine's loop for any :class:`~.family.ModelFamily` that has no loop of its own (AMFMN, MCSAN, ...).
+
+Same run folder, metrics and report as MSAM's loop (``train.py``), so runs of every family sit side by side in
+``baseline table``: captions shuffled per epoch (a permutation seeded by ``seed + epoch``), batches of
+``train.batch_size`` captions (each brings its clip; ``drop_last`` as configured), global gradient clipping
+when ``train.max_grad_norm > 0``, the family's optimiser and per-epoch learning rate, an evaluation of the
+first evaluation split after every epoch, ``best.pt`` for the selected epoch (ties go to the later one, as in
+MSAM's loop) and ``last.pt`` to resume from. The model is small enough to be stored whole in both.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from dvtr_data.dataset import Dataset
+from dvtr_data.errors import DatasetError, ModelError
+
+from .config import BaselineConfig
+from .data import SplitData, load_split
+from .family import ModelFamily
+from .runs import RunFolder, write_report
+from .train import (
+    Log,
+    Progress,
+    RunResult,
+    _metric_value,
+    _rng_state,
+    _save,
+    _selection_value,
+    _set_rng_state,
+    batches_of,
+    epoch_order,
+)
+
+
+def run_family(
+    family: ModelFamily, run: RunFolder, cfg: BaselineConfig, ds: Dataset, request: dict[str, Any], dev: torch.device, *,
+    progress: Progress | None, log: Log | None, resumed: bool,
+) -> RunResult:
+    """Train ``cfg`` (unless zero-shot) and score every evaluation split; see the module docstring."""
+    say = log or (lambda _msg: None)
+    family.validate(cfg)
+    eval_splits = [load_split(ds, s) for s in request["split_eval"]]
+    train_split = None if cfg.zero_shot else load_split(ds, request["split_train"])
+    if train_split is not None:
+        train_ids = {c.clip_id for c in train_split.clips}
+        overlap = {c.clip_id for s in eval_splits for c in s.clips} & train_ids
+        if overlap:
+            say(f"warning: {len(overlap)} clip(s) are in both the training and an evaluation split")
+    all_splits = ([train_split] if train_split else []) + eval_splits
+    for s in all_splits:
+        say(f"split {s.summary()}" + (f" ({s.dropped_clips} clip(s) without captions left out)" if s.dropped_clips else ""))
+
+    torch.manual_seed(cfg.train.seed)
+    model = family.build_model(cfg, [c.text for c in train_split.captions] if train_split else []).to(dev)
+    if not resumed:
+        run.root.mkdir(parents=True, exist_ok=True)
+        run.write_json(run.config_path, {"run_id": run.run_id, "request": request, "baseline": cfg.to_dict()})
+
+    inputs = {s.name: family.prepare(model, cfg, s, train=False, device=dev, progress=progress) for s in eval_splits}
+
+    def evaluate(split: SplitData) -> dict[str, Any]:
+        was = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                caption_clip = torch.tensor(split.caption_clip, dtype=torch.long)
+                return family.evaluate(model, inputs[split.name], cfg, caption_clip)
+        finally:
+            model.train(was)
+
+    metrics: dict[str, Any] = run.metrics() if resumed else {}
+    metrics.update({"run_id": run.run_id, "baseline": cfg.name, "family": family.name, "status": "running"})
+    metrics.setdefault("epochs", [])
+    metrics["data"] = {s.name: f"{len(s.clips)} clips / {len(s.captions)} captions" for s in all_splits}
+    metrics["protocols"] = {p: family.protocol_label(p) for p in cfg.eval.protocols if p in family.protocols}
+    select = eval_splits[0]
+    protocol = cfg.eval.select_protocol if cfg.eval.select_protocol in family.protocols else next(iter(family.protocols))
+    metrics["selection"] = {"split": select.name, "protocol": protocol, "metric": cfg.eval.select_metric}
+    if len(eval_splits) == 1 and not cfg.zero_shot:
+        metrics["selection"]["note"] = "the only evaluation split also selected the epoch: its numbers are optimistic"
+    run.write_json(run.metrics_path, metrics)
+
+    best_epoch: int | None = None
+    if train_split is not None:
+        train_inputs = family.prepare(model, cfg, train_split, train=True, device=dev, progress=progress)
+        best_epoch = _train(family, run, cfg, model, train_split, train_inputs, select, protocol, evaluate, metrics, dev,
+                            resumed=resumed, progress=progress, say=say)
+        best = torch.load(run.best_path, map_location=dev, weights_only=True)
+        model.load_state_dict(best["model"])
+        say(f"best epoch {best_epoch}; scoring {', '.join(s.name for s in eval_splits)}")
+    metrics["final"] = {s.name: evaluate(s) for s in eval_splits}
+    metrics["best_epoch"] = best_epoch
+    metrics["status"] = "finished"
+    run.write_json(run.metrics_path, metrics)
+    report = write_report(run)
+    return RunResult(run.run_id, run.root, "finished", best_epoch, metrics["final"], report, resumed=resumed)
+
+
+def _train(
+    family: ModelFamily, run: RunFolder, cfg: BaselineConfig, model: torch.nn.Module, train_split: SplitData,
+    train_inputs: Any, select: SplitData, protocol: str, evaluate: Any, metrics: dict[str, Any], dev: torch.device, *,
+    resumed: bool, progress: Progress | None, say: Log,
+) -> int:
+    t = cfg.train
+    n_captions = len(train_split.captions)
+    steps_per_epoch = len(batches_of(list(range(n_captions)), t.batch_size, t.drop_last))
+    if steps_per_epoch == 0:
+        raise DatasetError(
+            f"the training split has {n_captions} captions, fewer than one batch of {t.batch_size}",
+            hint="lower the batch size (--batch-size) or add captions",
+        )
+    optimizer = family.optimizer(model, cfg)
+    start_epoch, best_score, best_epoch = 0, None, 0
+    if resumed and run.last_path.is_file():
+        last = torch.load(run.last_path, map_location=dev, weights_only=True)
+        model.load_state_dict(last["model"])
+        optimizer.load_state_dict(last["optimizer"])
+        _set_rng_state(last["rng"], dev)
+        start_epoch = int(last["epoch"])
+        best_score, best_epoch = last.get("best_score"), int(last.get("best_epoch", 0))
+        metrics["epochs"] = metrics.get("epochs", [])[:start_epoch]
+        say(f"resuming {run.run_id} after epoch {start_epoch}")
+    elif resumed:
+        metrics["epochs"] = []
+
+    for epoch in range(start_epoch, t.epochs):
+        lr = family.learning_rate(cfg, epoch)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        step_loss: list[float] = []
+        batches = batches_of(epoch_order(n_captions, t.seed, epoch), t.batch_size, t.drop_last)
+        for done, batch in enumerate(batches, start=1):
+            losses = family.loss(model, train_inputs, batch)
+            loss = losses["total"]
+            if not torch.isfinite(loss):
+                raise ModelError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {done}", hint="lower the learning rate")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if t.max_grad_norm > 0:
+                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], t.max_grad_norm)
+            optimizer.step()
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            step_loss.append(float(loss.detach()))
+            if progress:
+                progress(f"epoch {epoch + 1}/{t.epochs}", done, steps_per_epoch)
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "steps": len(step_loss),
+            "loss": {k: v / max(len(step_loss), 1) for k, v in sums.items()},
+            "step_loss": step_loss,
+            "lr": [lr],
+            "seconds": time.perf_counter() - t0,
+        }
+        result = evaluate(select)
+        record["eval"] = {select.name: result}
+        score = _selection_value(result, protocol, cfg.eval.select_metric)
+        state = model.state_dict()
+        if best_score is None or score >= best_score:
+            best_score, best_epoch = score, epoch + 1
+            _save(run.best_path, {"epoch": epoch + 1, "model": state, "baseline": cfg.name, "family": family.name})
+        _save(
+            run.last_path,
+            {"epoch": epoch + 1, "model": state, "optimizer": optimizer.state_dict(), "rng": _rng_state(dev),
+             "best_score": best_score, "best_epoch": best_epoch},
+        )
+        metrics["epochs"].append(record)
+        metrics["selection"]["score"] = _metric_value(best_score, cfg.eval.select_metric)
+        metrics["best_epoch"] = best_epoch
+        run.write_json(run.metrics_path, metrics)
+        write_report(run, curves=False)
+        r = result[protocol]
+        say(
+            f"epoch {epoch + 1}/{t.epochs}: loss {record['loss'].get('total', 0):.4f}, {select.name} "
+            f"t2v R@1 {r['t2v']['R1']:.1f}, v2t R@1 {r['v2t']['R1']:.1f} ({protocol}), {record['seconds']:.1f} s"
+        )
+    return best_epoch
