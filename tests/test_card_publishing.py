@@ -232,7 +232,7 @@ def test_annotated_categories_table_wins_and_dollar_categories_render(tmp_path):
                 "clip_id": ids[:10],
                 "category": [bad] * 6 + ["quarry"] * 3 + [None],
                 "votes": [3] * 10,
-                "agreement": [1.0] * 10,
+                "agreement": [1.0] * 6 + [2 / 3] * 3 + [0.5],
             }
         ),
         ds.table_path("clip_categories"),
@@ -247,6 +247,9 @@ def test_annotated_categories_table_wins_and_dollar_categories_render(tmp_path):
     for cid in ids[9:]:
         want[generated[cid]] = want.get(generated[cid], 0) + 1
     assert s["categories"] == want
+    # 10 clips voted on, 9 with a majority, 1 tie; agreement (6 * 1 + 3 * 2/3 + 0.5) / 10 = 0.85
+    assert s["category_votes"] == {"clips": 10, "majority": 9, "no_majority": 1, "mean_agreement": 0.85}
+    assert "annotators voted on 10 clip(s): 9 with a majority category, 1 without" in r.markdown.read_text()
     assert (r.out / "figures" / "categories.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -83,6 +83,27 @@ def clip_categories(ds: Dataset, clips: pa.Table) -> tuple[dict[str, str | None]
     return out, ("clip_categories" if n else "clips")
 
 
+def category_votes(ds: Dataset) -> dict[str, Any] | None:
+    """How the annotators' categories were decided, from ``clip_categories``: clips voted on, clips with a
+    majority category, clips without one (ties or no votes), and the mean agreement (share of votes for the
+    majority) where the table records it. None without the table."""
+    if not ds.has_table("clip_categories"):
+        return None
+    table = pq.read_table(ds.table_path("clip_categories"))
+    cats = table.column("category").to_pylist()
+    agree = (
+        [a for a in table.column("agreement").to_pylist() if a is not None]
+        if "agreement" in table.schema.names
+        else []
+    )
+    return {
+        "clips": table.num_rows,
+        "majority": sum(1 for c in cats if c),
+        "no_majority": sum(1 for c in cats if not c),
+        "mean_agreement": round(float(np.mean(agree)), 3) if agree else None,
+    }
+
+
 def _counts(values: list[Any], missing: str = NOT_STATED) -> dict[str, int]:
     return dict(Counter((v if v not in (None, "") else missing) for v in values).most_common())
 
@@ -215,6 +236,7 @@ def publishing_stats(
         },
         # only clips the map shows: a location-private flight's region is not published either
         "regions": regions([(r["lat"], r["lon"]) for r in shown]),
+        "category_votes": category_votes(ds),
         "altitudes": altitudes,
         "altitude_kinds": _counts(
             [r["altitude_kind"] for r in own if r["altitude_m"] is not None], "unknown"
