@@ -469,20 +469,21 @@ def test_summarize_prefers_speed_fields_and_covers_short_spans():
     tel = Telemetry(
         cues=[
             cue(0, lat=45.0, lon=7.0, speed_h=2.0),
-            cue(1, lat=45.1, lon=7.0, speed_h=4.0),
-            cue(2, lat=45.2, lon=7.0, speed_h=9.0),
+            cue(1, lat=45.0001, lon=7.0, speed_h=4.0),
+            cue(2, lat=45.0002, lon=7.0, speed_h=9.0),
         ]
     )
-    assert summarize(tel, 0.0, 3.0).speed_mps == 5.0  # mean of 2, 4, 9; the (absurd) fixes are not used
+    assert summarize(tel, 0.0, 3.0).speed_mps == 5.0  # mean of 2, 4, 9; the fixes (11.1 m/s) are not used
     inside = summarize(tel, 1.2, 1.7)  # shorter than the 1 s cue spacing: the cue covering it
-    assert (inside.n_cues, inside.lat, inside.speed_mps) == (1, 45.1, 4.0)
+    assert (inside.n_cues, inside.lat, inside.speed_mps) == (1, 45.0001, 4.0)
     assert summarize(tel, 1.5, 1.5).n_cues == 1
     past = summarize(tel, 10.0, 20.0)
     assert past.n_cues == 0 and past.lat is None and past.altitude_kind is None
 
 
 def test_summarize_across_the_antimeridian():
-    tel = Telemetry(cues=[cue(0, lat=-16.0, lon=179.9), cue(1, lat=-16.0, lon=-179.9)])
+    # 0.0002 degrees of longitude at 16 S is 21 m: a plausible second of flight across the antimeridian
+    tel = Telemetry(cues=[cue(0, lat=-16.0, lon=179.9999), cue(1, lat=-16.0, lon=-179.9999)])
     assert abs(summarize(tel, 0.0, 2.0).lon) == pytest.approx(180.0)
 
 

@@ -1,5 +1,7 @@
 """DJI ``.SRT`` telemetry sidecars: read every real layout, summarise a time span, write the DJI Fly layout.
 
+Clip summaries and plausibility checks live in `summary` and `plausibility`.
+
 DJI drones write one SubRip cue per video frame (DJI Fly, DJI GO 4 on Mavic 2 / Air) or per second (Phantom,
 Mavic Pro, Mavic Mini, Matrice). The families differ in everything that matters:
 
@@ -27,6 +29,7 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +42,10 @@ __all__ = [
     "EARTH_RADIUS_M",
     "Telemetry",
     "TelemetryCue",
-    "TelemetrySummary",
     "best_altitude_kind",
     "find_sidecar",
     "haversine_m",
     "parse_srt",
-    "summarize",
     "write_dji_fly_srt",
 ]
 
@@ -93,6 +94,10 @@ class TelemetryCue:
     distance_m: float | None = None  # "D": distance from the home point
     satellites: int | None = None
     camera: dict[str, str] = field(default_factory=dict)
+    # Why a position the cue carried was left empty ("zero": DJI's 0/0 for no fix, "nan", "out_of_range"), so
+    # that the plausibility check can tell "no GPS in this cue" from "the file had none" and flag the clip. Not
+    # part of equality: it records how a value was read, not a value (a written no-fix cue reads back equal).
+    position_dropped: str | None = field(default=None, compare=False)
 
     def altitude(self, kind: str) -> float | None:
         """The altitude of ``kind`` ("relative", "barometric" or "absolute"), if the cue has it."""
@@ -132,19 +137,6 @@ class Telemetry:
             return np.full(len(self.cues), np.nan)
         attr = _ALT_ATTR[kind]
         return np.array([_nan(getattr(c, attr)) for c in self.cues], dtype=float)
-
-
-@dataclass(frozen=True)
-class TelemetrySummary:
-    """What a clip's row needs from the telemetry of its time span."""
-
-    lat: float | None  # centre: mean of the fixes in the span
-    lon: float | None
-    altitude_m: float | None  # mean over the span, of `altitude_kind`
-    altitude_kind: str | None
-    gimbal_pitch: float | None  # median
-    speed_mps: float | None  # horizontal: mean of the speed fields, else path length over time between fixes
-    n_cues: int
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -510,10 +502,15 @@ def _parse_body(
         has.add("position")
         if lat == 0.0 and lon == 0.0:
             issues.cue("no GPS fix (0.000000, 0.000000): position left empty", number)
+            cue.position_dropped = "zero"
             if cue.abs_alt == 0.0 and "altitude" in pairs:
                 cue.abs_alt = None  # "[altitude: 0.000000]" beside a (0, 0) position is no reading either
+        elif math.isnan(lat) or math.isnan(lon):
+            issues.cue("position is NaN, left empty", number)
+            cue.position_dropped = "nan"
         elif not (-90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0):
             issues.cue("position out of range, left empty", number)
+            cue.position_dropped = "out_of_range"
         else:
             cue.lat, cue.lon = lat, lon
     if cue.rel_alt is not None or cue.abs_alt is not None or cue.baro_alt is not None:
@@ -550,11 +547,11 @@ def _check_consistency(cues: list[TelemetryCue], present: list[frozenset[str]], 
             else:
                 issues.cue(f"cue lacks fields the other cues carry ({what}): damaged", number)
     frames = [c.frame for c in cues if c.frame is not None]
-    restarts = sum(1 for a, b in zip(frames, frames[1:]) if b < a)
+    restarts = sum(1 for a, b in pairwise(frames) if b < a)
     if restarts:
         issues.file.append(f"frame counter goes back {restarts} time(s): several recordings joined?")
     starts = [c.start_s for c in cues if c.start_s is not None]
-    back = sum(1 for a, b in zip(starts, starts[1:]) if b < a)
+    back = sum(1 for a, b in pairwise(starts) if b < a)
     if back:
         issues.file.append(f"timecodes go back {back} time(s)")
 
@@ -656,7 +653,7 @@ def find_sidecar(video: Path) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Summaries
+# Distances and cue intervals (used by the summaries in summary.py)
 
 
 def haversine_m(lat1, lon1, lat2, lon2):
@@ -679,70 +676,6 @@ def _cue_ends(cues: Sequence[TelemetryCue], times: np.ndarray, source: str | Non
         ok = ~np.isnan(own) & (own > times)
         ends[ok] = own[ok]
     return ends
-
-
-def _mean_lon(lons: np.ndarray) -> float:
-    """Mean longitude that survives the antimeridian (179.9 and -179.9 average to 180, not 0)."""
-    if lons.max() - lons.min() > 180.0:
-        lons = np.where(lons < 0, lons + 360.0, lons)
-    mean = float(lons.mean())
-    return mean - 360.0 if mean > 180.0 else mean
-
-
-def summarize(tel: Telemetry, start_s: float, end_s: float) -> TelemetrySummary:
-    """Position, altitude, gimbal pitch and speed over the cues whose time interval overlaps [start_s, end_s).
-
-    Overlap rather than "starts inside" so that a clip shorter than the cue spacing of a 1 Hz file still gets
-    the cue that covers it. A zero-length span picks the cue covering that instant.
-    """
-    cues = tel.cues
-    if not cues:
-        return TelemetrySummary(None, None, None, None, None, None, 0)
-    times, source = _derive_times(cues, tel.fps)
-    ends = _cue_ends(cues, times, source)
-    if end_s > start_s:
-        mask = (times < end_s) & (ends > start_s)
-    else:
-        mask = (times <= start_s) & (ends > start_s)
-    picked = [c for c, m in zip(cues, mask) if m]
-    t_picked = times[mask]
-    if not picked:
-        return TelemetrySummary(None, None, None, None, None, None, 0)
-
-    fixes = [(t, c.lat, c.lon) for t, c in zip(t_picked, picked) if c.lat is not None and c.lon is not None]
-    lat = lon = None
-    if fixes:
-        arr = np.array(fixes, dtype=float)
-        lat, lon = float(arr[:, 1].mean()), _mean_lon(arr[:, 2])
-
-    kind = tel.altitude_kind or best_altitude_kind(cues)
-    altitude = None
-    if kind is not None:
-        values = [v for c in picked if (v := c.altitude(kind)) is not None]
-        altitude = float(np.mean(values)) if values else None
-
-    pitches = [c.gimbal_pitch for c in picked if c.gimbal_pitch is not None]
-    pitch = float(np.median(pitches)) if pitches else None
-
-    speeds = [c.speed_h for c in picked if c.speed_h is not None]
-    speed = None
-    if speeds:
-        speed = float(np.mean(speeds))
-    elif len(fixes) >= 2:
-        arr = np.array(fixes, dtype=float)
-        elapsed = float(arr[-1, 0] - arr[0, 0])
-        if elapsed > 0:
-            path = haversine_m(arr[:-1, 1], arr[:-1, 2], arr[1:, 1], arr[1:, 2])
-            speed = float(np.sum(path)) / elapsed
-    return TelemetrySummary(
-        lat=lat,
-        lon=lon,
-        altitude_m=altitude,
-        altitude_kind=kind if altitude is not None else None,
-        gimbal_pitch=pitch,
-        speed_mps=speed,
-        n_cues=len(picked),
-    )
 
 
 # ------------------------------------------------------------------------------------------------------------
