@@ -19,7 +19,7 @@ import av
 import numpy as np
 import pytest
 
-from dvtr_data.telemetry import check_telemetry, gpmf_to_telemetry, read_gpmf, summarize
+from dvtr_data.telemetry import check_telemetry, gpmf_to_telemetry, read_embedded, read_gpmf, summarize
 from dvtr_data.telemetry.gpmf import iter_klv
 
 KARMA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "videos" / "gopro_gpmf-parser" / "karma.mp4"
@@ -36,6 +36,7 @@ def karma() -> Path:
 def test_karma_positions_match_gopros_parser(karma):
     tel = read_gpmf(karma)
     assert tel is not None and tel.layout == "gopro-gpmf-glpi"
+    assert read_embedded(karma).kind == "gpmf"
     assert len(tel.cues) == 47
     first, last = tel.cues[0], tel.cues[-1]
     assert (first.lat, first.lon) == (pytest.approx(33.1253688, abs=1e-9), pytest.approx(-117.3310668, abs=1e-9))
@@ -147,3 +148,5 @@ def test_a_video_without_gpmf_has_no_embedded_telemetry(tmp_path):
         for packet in stream.encode():
             out.mux(packet)
     assert read_gpmf(path) is None
+    found = read_embedded(path)
+    assert (found.telemetry, found.kind, found.notes) == (None, None, ())

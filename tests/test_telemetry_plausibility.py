@@ -314,3 +314,61 @@ def test_split_at_boundaries(tmp_path):
     bare = Telemetry(cues=[TelemetryCue(frame=k + 1, lat=45.0, lon=7.0) for k in range(60)], fps=30.0)
     first, second = split_at(bare, [1.0])
     assert len(first.cues) == 30 and second.cues[0].start_s == pytest.approx(1.0)
+
+
+EXPECTED_FLAG = {
+    "zero_position": "telemetry:position_zero",
+    "jump_100km": "telemetry:position_jump",
+    "time_backwards": "telemetry:time_backwards",
+    "altitude_spike": "telemetry:altitude_spike",
+    "nan_altitude": "telemetry:value_nan",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_FLAG))
+def test_generator_glitches_are_caught(kind, tmp_path):
+    from dvtr_data.synth.sidecar import GLITCH_KINDS, inject_glitch
+
+    assert set(GLITCH_KINDS) == set(EXPECTED_FLAG)
+    cues = flight()
+    touched = inject_glitch(cues, kind, at=120, count=3)
+    assert touched == [120, 121, 122]
+    tel = via_srt(cues, tmp_path)
+    check = check_telemetry(tel)
+    assert check.counts() == {EXPECTED_FLAG[kind].removeprefix("telemetry:"): 3}
+    s = summarize(tel, 0.0, 10.0, check=check)
+    assert s.flags == (EXPECTED_FLAG[kind],)
+    assert s.altitude_m == pytest.approx(ALT) and s.speed_mps == pytest.approx(SPEED, rel=0.02)
+    with pytest.raises(ValueError, match="unknown glitch"):
+        inject_glitch(cues, "gremlins", 0)
+
+
+REAL_SRT = Path(__file__).resolve().parents[1].parent / "shared" / "realdata" / "srt"
+
+
+@pytest.mark.realdata
+def test_real_sidecars_raise_no_false_alarm():
+    """No real value of the sample sidecars is flagged; where one moves between places, a recording restarts.
+
+    The only flags are the three cues of the Neo 2 file recorded before GPS lock (0.000000, 0.000000).
+    """
+    if not REAL_SRT.is_dir():
+        pytest.skip(f"real SRT samples not present at {REAL_SRT}")
+    files = sorted(p for p in REAL_SRT.rglob("*") if p.suffix.lower() == ".srt")
+    assert len(files) >= 15
+    for path in files:
+        tel = parse_srt(path)
+        check = check_telemetry(tel)
+        expected = {"position_zero": 3} if path.name == "neo2_clip_nogps.SRT" else {}
+        assert check.counts() == expected, path.name
+        frames = [c.frame for c in tel.cues]
+        restarts = {
+            round(float(check.times[k]), 3)
+            for k in range(1, len(frames))
+            if frames[k] is not None and frames[k - 1] is not None and frames[k] < frames[k - 1]
+        }
+        # mavic_2pro_new.SRT joins 12 recordings (its FrameCnt restarts 11 times): every change of place found
+        # is at one of those restarts, found independently from the positions alone
+        assert {round(t, 3) for t in check.track_changes()} <= restarts, path.name
+        if path.name == "mavic_2pro_new.SRT":
+            assert len(check.track_changes()) >= 5

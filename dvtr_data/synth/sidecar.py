@@ -64,3 +64,36 @@ def make_cue(
 def write_srt(cues: list[TelemetryCue], fps: float, path: Path) -> None:
     """The DJI Fly ``<font>`` layout that the newest DJI drones write, via the project's own writer."""
     write_dji_fly_srt(cues, fps, path)
+
+
+GLITCH_KINDS = ("zero_position", "jump_100km", "time_backwards", "altitude_spike", "nan_altitude")
+"""Telemetry faults `inject_glitch` can write, each one a way real sidecars go wrong."""
+
+
+def inject_glitch(cues: list[TelemetryCue], kind: str, at: int, count: int = 1) -> list[int]:
+    """Corrupt ``cues[at:at + count]`` in place like a real faulty sidecar; return the indices touched.
+
+    ``zero_position``: no GPS lock (written ``0.000000``); ``jump_100km``: the fix 100 km north;
+    ``time_backwards``: the cue's timecode 2 s earlier (not before 0); ``altitude_spike``: +5,000 m;
+    ``nan_altitude``: the relative altitude written as ``nan``. The plausibility check must flag each and
+    keep it out of clip summaries (reason codes in `dvtr_data.telemetry.plausibility.REASONS`).
+    """
+    if kind not in GLITCH_KINDS:
+        raise ValueError(f"unknown glitch {kind!r}; one of {', '.join(GLITCH_KINDS)}")
+    touched = list(range(max(at, 0), min(at + count, len(cues))))
+    for k in touched:
+        c = cues[k]
+        if kind == "zero_position":
+            c.lat = c.lon = None
+        elif kind == "jump_100km" and c.lat is not None:
+            c.lat = round(c.lat + math.degrees(100_000.0 / EARTH_RADIUS_M), 6)
+        elif kind == "time_backwards" and c.start_s is not None:
+            length = (c.end_s - c.start_s) if c.end_s is not None else 0.0
+            c.start_s = max(c.start_s - 2.0, 0.0)
+            c.end_s = c.start_s + length
+        elif kind == "altitude_spike":
+            c.rel_alt = None if c.rel_alt is None else c.rel_alt + 5_000.0
+            c.abs_alt = None if c.abs_alt is None else c.abs_alt + 5_000.0
+        elif kind == "nan_altitude":
+            c.rel_alt = math.nan
+    return touched

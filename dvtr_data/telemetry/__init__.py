@@ -13,7 +13,7 @@ from dvtr_data.telemetry.dji_srt import (
     write_dji_fly_srt,
 )
 from dvtr_data.telemetry.events import EventKind, TelemetryEvent, detect_events
-from dvtr_data.telemetry.gpmf import gpmf_to_telemetry, read_gpmf
+from dvtr_data.telemetry.gpmf import EmbeddedTelemetry, gpmf_to_telemetry, read_embedded, read_gpmf
 from dvtr_data.telemetry.matching import SidecarMatch, format_duration, match_sidecar
 from dvtr_data.telemetry.plausibility import (
     DEFAULT_LIMITS,
@@ -36,6 +36,7 @@ __all__ = [
     "EARTH_RADIUS_M",
     "REASONS",
     "SPAN_CROSSES_BOUNDARY",
+    "EmbeddedTelemetry",
     "EventKind",
     "SidecarMatch",
     "Telemetry",
@@ -53,6 +54,7 @@ __all__ = [
     "haversine_m",
     "match_sidecar",
     "parse_srt",
+    "read_embedded",
     "read_gpmf",
     "split_at",
     "summarize",

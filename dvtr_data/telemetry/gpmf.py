@@ -38,7 +38,16 @@ import av
 from dvtr_data.errors import InputError
 from dvtr_data.telemetry.dji_srt import Telemetry, TelemetryCue, best_altitude_kind
 
-__all__ = ["GPMF_POSITION_KEYS", "KLV", "find_gpmf_stream", "gpmf_to_telemetry", "iter_klv", "read_gpmf"]
+__all__ = [
+    "GPMF_POSITION_KEYS",
+    "KLV",
+    "EmbeddedTelemetry",
+    "find_gpmf_stream",
+    "gpmf_to_telemetry",
+    "iter_klv",
+    "read_embedded",
+    "read_gpmf",
+]
 
 GPMF_POSITION_KEYS = ("GLPI", "GPS9", "GPS5")
 """Position records read, best first."""
@@ -157,6 +166,47 @@ def find_gpmf_stream(container: av.container.InputContainer) -> av.stream.Stream
         except av.error.FFmpegError:
             continue
     return None
+
+
+@dataclass(frozen=True)
+class EmbeddedTelemetry:
+    """What `read_embedded` found in a video file: telemetry it could read, and notes on what it could not."""
+
+    telemetry: Telemetry | None
+    kind: str | None  # "gpmf", "djmd" (DJI, not read), or None when the file carries no telemetry track
+    notes: tuple[str, ...] = ()
+
+
+def _dji_meta_streams(container: av.container.InputContainer) -> list[int]:
+    """Data streams that look like DJI's embedded protobuf metadata (handler "DJI meta" / "DJI dbgi")."""
+    found = []
+    for stream in container.streams:
+        handler = (stream.metadata or {}).get("handler_name", "")
+        if stream.type == "data" and "DJI" in handler and ("meta" in handler.lower() or "dbgi" in handler.lower()):
+            found.append(stream.index)
+    return found
+
+
+def read_embedded(path: str | os.PathLike) -> EmbeddedTelemetry:
+    """Telemetry embedded in the video file itself: GoPro GPMF is read; DJI's ``djmd`` track is only noticed.
+
+    Newer DJI aircraft and action cameras (Mini 4 Pro, Air 3, Avata 2, Osmo Action 4+) write a protobuf
+    ``djmd`` track (handler "DJI meta") whose message layout differs per model. No public real sample of it
+    could be found to test a reader against, so it is reported in ``notes`` (for the flight's warnings)
+    rather than guessed at; the SRT sidecar, when the aircraft wrote one, still serves.
+    """
+    tel = read_gpmf(path)
+    if tel is not None:
+        return EmbeddedTelemetry(tel, "gpmf", tuple(tel.warnings))
+    with av.open(str(path)) as container:
+        dji = _dji_meta_streams(container)
+    if dji:
+        note = (
+            f"the video embeds DJI telemetry (data stream {dji[0]}, handler 'DJI meta'); reading it is not "
+            "supported yet: use the SRT sidecar if the aircraft wrote one"
+        )
+        return EmbeddedTelemetry(None, "djmd", (note,))
+    return EmbeddedTelemetry(None, None)
 
 
 def read_gpmf(path: str | os.PathLike) -> Telemetry | None:

@@ -226,20 +226,24 @@ def _tracks(
 ) -> tuple[dict[int, int], int]:
     """Group time-ordered samples ``idx`` into runs of mutually consistent values; return the tracks.
 
-    Each sample joins the most recent run whose latest sample it is consistent with (``within(i, j)``), or
-    starts a run. A run is a *track* (a real place or height) when it lasts ``min_track_s`` or more, or is
+    Each sample joins the most recently extended run whose latest sample it is consistent with
+    (``within(i, j)``), or starts a run. A run is a *track* (a real place or height) when it lasts ``min_track_s`` or more, or is
     the biggest run (the earliest on a tie); the other runs are glitches: a one-cue spike, a burst of them,
     a bad first fix. Returns {sample: track id} for the samples on tracks (ids from ``first_id`` on, in
     order of appearance) and the next free id.
     """
-    runs: list[list[int]] = []
+    runs: list[list[int]] = []  # in creation order
+    recent: list[int] = []  # run numbers, the most recently extended last
     for i in idx.tolist():
-        for run in reversed(runs[-max_open:]):
-            if within(i, run[-1]):
-                run.append(i)
+        for r in reversed(recent[-max_open:]):
+            if within(i, runs[r][-1]):
+                runs[r].append(i)
+                recent.remove(r)
+                recent.append(r)
                 break
         else:
             runs.append([i])
+            recent.append(len(runs) - 1)
     if not runs:
         return {}, first_id
     best = max(range(len(runs)), key=lambda r: (len(runs[r]), -r))
