@@ -162,6 +162,29 @@ def test_feature_store_motion_difference(tmp_path: Path) -> None:
         store.video("nope")
 
 
+def test_feature_store_motion_from_a_second_folder(tmp_path: Path) -> None:
+    for name, dim in (("motion", 3), ("clip", 2), ("t", 4)):
+        (tmp_path / name).mkdir()
+    np.savez(tmp_path / "motion" / "a.npz", features=np.ones((4, 3), np.float32))
+    np.savez(tmp_path / "clip" / "a.npz", features=np.ones((3, 2), np.float32))  # one clip shorter
+    np.savez(tmp_path / "t" / "qid0.npz", last_hidden_state=np.ones((2, 4), np.float32))
+    store = FeatureStore([tmp_path / "motion", tmp_path / "clip"], tmp_path / "t", MomentConfig(motion="features"))
+    assert store.video("a").shape == (3, 5)  # the shorter stream sets the length, motion columns first
+    assert store.dims("a", 0) == (5, 3, 4)
+    with pytest.raises(InputError, match="two feature folders"):
+        FeatureStore([tmp_path / "clip"], tmp_path / "t", MomentConfig(motion="features")).dims("a", 0)
+
+
+def test_feature_store_rejects_mixed_extractors(tmp_path: Path) -> None:
+    (tmp_path / "v").mkdir()
+    np.savez(tmp_path / "v" / "a.npz", features=np.ones((3, 4), np.float32))
+    np.savez(tmp_path / "v" / "b.npz", features=np.ones((3, 5), np.float32))
+    store = FeatureStore([tmp_path / "v"], tmp_path, MomentConfig(variant="moment-detr"))
+    store.video("a")
+    with pytest.raises(InputError, match="same extractor"):
+        store.video("b")
+
+
 def test_read_split_names_a_broken_line(tmp_path: Path) -> None:
     (tmp_path / "train.jsonl").write_text(json.dumps({"qid": 1, "vid": "a", "duration": 4}) + "\n{oops\n")
     with pytest.raises(InputError, match="train.jsonl:2"):

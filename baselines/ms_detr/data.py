@@ -95,7 +95,12 @@ class FeatureStore:
                 sem = np.concatenate(parts, 1)
                 motion = np.diff(sem, axis=0, prepend=sem[:1])
                 parts = [motion, sem]
-            self._video[vid] = np.concatenate(parts, 1)
+            feat = np.concatenate(parts, 1)
+            known = next(iter(self._video.values()), None)
+            if known is not None and known.shape[1] != feat.shape[1]:
+                raise InputError(f"video {vid} has {feat.shape[1]} feature columns, other videos {known.shape[1]}",
+                                 hint="all videos of a run need features from the same extractor")
+            self._video[vid] = feat
         return self._video[vid]
 
     def text(self, qid: Any) -> np.ndarray:
@@ -103,6 +108,9 @@ class FeatureStore:
             feat = _load_npz(self.text_dir / f"qid{qid}.npz", "last_hidden_state")[: self.cfg.max_q_l]
             if feat.ndim != 2 or len(feat) == 0:
                 raise InputError(f"qid{qid}.npz: last_hidden_state must be (tokens, dim) with at least one token")
+            known = next(iter(self._text.values()), None)
+            if known is not None and known.shape[1] != feat.shape[1]:
+                raise InputError(f"qid{qid}.npz has {feat.shape[1]}-d tokens, other queries {known.shape[1]}-d")
             self._text[qid] = _l2(feat) if self.cfg.normalize_features else feat
         return self._text[qid]
 
