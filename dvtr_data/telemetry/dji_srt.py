@@ -117,6 +117,9 @@ class Telemetry:
     fps: float | None = None  # the video frame rate given to parse_srt, used only to derive missing times
     time_source: str | None = None  # how times() is obtained: timecode | timestamp | frame | assumed-1hz
     source: str | None = None  # the file path, when parsed from a file
+    # summary.summarize keeps its plausibility check here, so that summarising clip after clip checks the
+    # flight once (keyed by limits, boundaries and the cue count; cues edited in place afterwards are not seen)
+    _checks: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def times(self) -> np.ndarray:
         """Start time of every cue in seconds from the start of the video (float64, one per cue).

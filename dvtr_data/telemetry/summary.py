@@ -121,12 +121,18 @@ def summarize(
 
     ``boundaries`` are shot cuts and transition edges (seconds from the video start; give both edges of a
     fade or dissolve): no cue from across one is used. ``check`` is `check_telemetry`'s result for ``tel``,
-    computed here when not given (pass it, or use `summarize_clips`, when summarising many clips of a
-    flight; it carries its own limits and boundaries, which then win over the arguments). A zero-length span
+    computed here when not given and kept on ``tel`` for the next call with the same limits and boundaries
+    (or use `summarize_clips`); a given check carries its own limits and boundaries, which then win over the
+    arguments. A zero-length span
     takes the cue covering that instant.
     """
     if check is None:
-        check = check_telemetry(tel, limits or DEFAULT_LIMITS, boundaries)
+        lim = limits or DEFAULT_LIMITS
+        key = (lim, tuple(sorted(float(b) for b in boundaries)), len(tel.cues))
+        check = tel._checks.get(key)
+        if check is None:
+            tel._checks.clear()  # one flight, one set of limits at a time: keep memory flat
+            check = tel._checks[key] = check_telemetry(tel, lim, boundaries)
     if not tel.cues:
         return _EMPTY
     picked, crosses = _pick(check, float(start_s), float(end_s))
