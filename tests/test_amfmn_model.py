@@ -64,9 +64,9 @@ def released_shapes(att_type: str, vocab_rows: int) -> dict[str, tuple[int, ...]
 @pytest.mark.parametrize("att_type", ["soft_att", "fusion_att", "similarity_att"])
 def test_parameter_names_and_shapes_are_the_released_ones(att_type: str) -> None:
     with torch.device("meta"):
-        model = AMFMN(att_type, 2910)  # RSITMD's vocabulary: 2909 words + padding row
+        model = AMFMN(att_type, 1350)  # RSITMD's vocabulary: 1349 words (<unk> included) + padding row
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    assert ours == released_shapes(att_type, 2910)
+    assert ours == released_shapes(att_type, 1350)
 
 
 def small(att_type: str = "soft_att", **options) -> AMFMN:
@@ -220,3 +220,31 @@ def test_skipthoughts_files_map_as_the_skipthoughts_package_maps_them(tmp_path: 
     torch.testing.assert_close(cell.weight_ii.weight, torch.from_numpy(p["encoder_W"][:, h:].T).float())
     torch.testing.assert_close(cell.weight_hn.weight, torch.from_numpy(p["encoder_Ux"].T).float())
     torch.testing.assert_close(cell.weight_ir.bias, torch.from_numpy(p["encoder_b"][:h]).float())
+
+
+def test_a_clip_is_its_keyframe_file_or_else_its_middle_frame(tmp_path: Path) -> None:
+    import av
+    from PIL import Image
+
+    from dvtr_data.baselines.amfmn.family import clip_image, load_images
+    from dvtr_data.baselines.engine.data import ClipRecord
+
+    path = tmp_path / "c.mp4"
+    with av.open(str(path), "w") as out:  # 9 frames: grey levels 0, 30, ..., 240; the middle one (index 4) is 120
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        stream.options = {"crf": "0", "preset": "ultrafast"}
+        for i in range(9):
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 30 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(tmp_path / "k0.png")
+    Image.new("RGB", (40, 20), (10, 200, 10)).save(tmp_path / "k1.png")
+    with_keyframes = ClipRecord("a", path, 10.0, 9, keyframe_paths=(tmp_path / "k0.png", tmp_path / "k1.png"))
+    assert clip_image(with_keyframes).getpixel((5, 5)) == (10, 200, 10)  # the middle of two keyframes: the second
+    middle = np.asarray(clip_image(ClipRecord("b", path, 10.0, 9)), dtype=float)
+    assert abs(middle.mean() - 120) < 4  # lossless-ish H.264: frame 4 of 0..8
+    images = load_images([with_keyframes], 64)
+    assert images.shape == (1, 3, 64, 64) and images.dtype == torch.uint8  # resized whole, aspect not kept

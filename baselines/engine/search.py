@@ -189,6 +189,11 @@ def load_run_model(ds: Dataset, run_id: str, device: torch.device) -> tuple[RunF
     status = run.metrics().get("status")
     if status != "finished":
         raise UsageError(f"run {run_id} has not finished (status {status or 'unknown'})", hint=f"resume it with --resume {run_id}")
+    if cfg.family != "msam":
+        raise UsageError(
+            f"run {run_id} is a {cfg.family} run; search indexes MSAM-family runs (MSAM, its ablations, CLIP4Clip)",
+            hint="pick an MSAM-family run id (dvtr-data baseline table lists them with their family)",
+        )
     model = build_model(cfg)
     if cfg.backbone.mode == "reference" and not cfg.zero_shot:
         convert_to_fp16(model.encoders.clip)
