@@ -120,6 +120,25 @@ def test_every_loss_term_has_a_weight_and_gets_gradient() -> None:
     assert model.input_motion_proj[0].linear.weight.grad.abs().sum() > 0
 
 
+def test_a_query_without_windows_trains() -> None:
+    torch.manual_seed(6)
+    cfg = MomentConfig(**TINY)
+    model = build_model(cfg, video_dim=10, text_dim=6, motion_dim=5).train()
+    crit = MomentCriterion(cfg)
+    video, vmask, text, tmask = _inputs([6, 6], [3, 3])
+    spans = [torch.zeros(0, 2), torch.tensor([[0.2, 0.2]])]
+    out = model(video, vmask, text, tmask, target_spans=spans)
+    batch = {"spans": spans, "saliency_pos": torch.tensor([[0, 0], [1, 1]]), "saliency_neg": torch.tensor([[0, 0], [4, 5]]),
+             "saliency_all": torch.tensor([[0] * 6, [6, 12, 0, 0, 0, 0]], dtype=torch.float)}
+    losses = crit(out, batch)
+    total = crit.total(losses)
+    assert torch.isfinite(total)
+    total.backward()
+    # the item without a window: every one of its queries is background in the label loss
+    only_empty = crit.label_ce(out["pred_logits"][:1], [(torch.zeros(0, dtype=torch.long),) * 2])
+    assert torch.isfinite(only_empty)
+
+
 def test_position_embeddings() -> None:
     # normalised by each item's own length: position 1 of 2 and of a padded 2-clip item agree
     mask = torch.tensor([[True, True, False], [True, True, True]])
