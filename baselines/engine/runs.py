@@ -268,7 +268,8 @@ def write_report(run: RunFolder, *, curves: bool = True) -> Path:
         + ", ".join(f"`{s}`" for s in req.get("split_eval", [])),
         f"- backbone: {bb.get('model')} ({bb.get('checkpoint') or bb.get('pretrained') or 'random init'}), mode "
         f"**{'zero-shot' if not base.get('train', {}).get('epochs') else bb.get('mode')}**, device {req.get('device')}",
-        f"- model preset `{base.get('model', {}).get('preset')}`, options {json.dumps(base.get('model', {}).get('options') or {})}",
+        f"- family `{base.get('family', 'msam')}`, model preset `{base.get('model', {}).get('preset')}`, options "
+        f"{json.dumps(base.get('model', {}).get('options') or {})}",
         f"- data: {', '.join(f'{k}: {v}' for k, v in (m.get('data') or {}).items())}",
     ]
     sel = m.get("selection") or {}
@@ -281,22 +282,29 @@ def write_report(run: RunFolder, *, curves: bool = True) -> Path:
         lines.append(f"- note: {sel['note']}")
     lines.append("")
     final = m.get("final") or {}
+    family = base.get("family", "msam")
     for protocol in ("paper", "single"):
-        rows = [[split, *metric_row(res.get(protocol))] for split, res in final.items() if res.get(protocol)]
+        rows = [[split, *metric_row(res.get(protocol)), mean_recall_cell(res.get(protocol))]
+                for split, res in final.items() if res.get(protocol)]
         if rows:
-            lines += [f"## Results: {PROTOCOL_TITLES[protocol]}", "", markdown_table(["split", *metric_header()], rows), ""]
-    lines += [
-        "R@K in percent; MdR/MnR are 1-based ranks. The paper protocol scores captions jointly in chunks (the MSAM head "
-        "normalises over the texts it scores together), so its numbers are not what one query sees; the single-query "
-        "protocol is. Paper-protocol t2v MdR is the lower median (torch.median), v2t the midpoint (np.median), as in "
-        "the authors' metrics.",
-        "",
-    ]
+            title = protocol_label(m, family, protocol)
+            lines += [f"## Results: {title}", "", markdown_table(["split", *metric_header(), "mR"], rows), ""]
+    notes = "R@K in percent; MdR/MnR are 1-based ranks; mR is the mean of the six recalls."
+    if family == "msam":
+        notes += (
+            " The paper protocol scores captions jointly in chunks (the MSAM head normalises over the texts it scores "
+            "together), so its numbers are not what one query sees; the single-query protocol is. Paper-protocol t2v "
+            "MdR is the lower median (torch.median), v2t the midpoint (np.median), as in the authors' metrics."
+        )
+    lines += [notes, ""]
     epochs = m.get("epochs") or []
     if epochs:
         split = sel.get("split")
+        terms = ["contrastive", "kl", "diversity"] if family == "msam" else sorted(
+            {k for e in epochs for k in e.get("loss", {}) if k != "total"}
+        )
         header = [
-            "epoch", "steps", "loss", "contrastive", "kl", "diversity", "lr (heads)", "seconds",
+            "epoch", "steps", "loss", *terms, "lr (heads)", "seconds",
             f"{split} t2v R1 paper", f"{split} t2v R1 single",
         ]
         rows = []
@@ -306,7 +314,7 @@ def write_report(run: RunFolder, *, curves: bool = True) -> Path:
                 [
                     str(e["epoch"]),
                     str(e.get("steps")),
-                    *(f"{e['loss'].get(k, 0.0):.4f}" for k in ("total", "contrastive", "kl", "diversity")),
+                    *(f"{e['loss'].get(k, 0.0):.4f}" for k in ("total", *terms)),
                     f"{e.get('lr', [0])[0]:.2e}" if e.get("lr") else "-",
                     f"{e.get('seconds', 0):.1f}",
                     _fmt("R1", ev.get("paper", {}).get("t2v", {}).get("R1")),
