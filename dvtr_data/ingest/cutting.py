@@ -1,8 +1,14 @@
-"""Frame-exact clip files: re-encode each window as constant-frame-rate H.264 with PyAV's bundled libx264.
+"""Clip files: re-encode each window as constant-frame-rate H.264 with PyAV's bundled libx264.
 
 Stream copy is not frame-exact (it can only cut at keyframes), and system ffmpeg is not required: PyAV ships its
 own. One decode pass serves every window of a flight, in order. Frames are numbered in decode order, the same
-numbering the scan pass used, so a clip holds exactly the frames ``[start_frame, end_frame)`` of its span.
+numbering the scan pass used, so a clip is made of the frames ``[start_frame, end_frame)`` of its span.
+
+Output frames are placed by timestamp: output frame ``k`` of a clip shows the last source frame whose time is at
+most ``start_s + (k + 0.5) / fps``, and a clip has ``round((end_s - start_s) * fps)`` frames. A constant-frame-rate
+source maps one to one (the clip holds exactly its source frames); a variable-frame-rate source gets frames
+repeated or dropped so that the file plays in real time and its duration equals its span within half a frame.
+Numbering frames at the nominal rate instead would turn a 2.5 s span with a hole into a 5 s file at half speed.
 """
 
 from __future__ import annotations
@@ -38,6 +44,8 @@ class ClipSpec:
     end_frame: int
     path: Path  # absolute path of the .mp4 to write
     keyframe_paths: tuple[Path, ...]
+    start_s: float | None = None  # the span in seconds (frame times); None: frames at the nominal rate
+    end_s: float | None = None
 
 
 def output_size(width: int, height: int, max_height: int) -> tuple[int, int]:
@@ -63,10 +71,17 @@ def _rotate(frame: av.VideoFrame, rotation: int) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(turned, format="rgb24")
 
 
-class _ClipWriter:
-    """One open output file; frames are appended in order and the file is renamed into place on close."""
+def n_output_frames(start_s: float, end_s: float, fps: Fraction | float) -> int:
+    """Frames of a clip file spanning ``[start_s, end_s)`` at constant ``fps`` (at least one)."""
+    return max(1, round((end_s - start_s) * float(fps)))
 
-    def __init__(self, spec: ClipSpec, fps: Fraction, size: tuple[int, int], settings: EncoderSettings) -> None:
+
+class _ClipWriter:
+    """One open output file; source frames come in order with their times, and the file is renamed into place
+    on close. Output frame ``k`` shows the last source frame at or before ``start_s + (k + 0.5) / fps``."""
+
+    def __init__(self, spec: ClipSpec, fps: Fraction, size: tuple[int, int], settings: EncoderSettings,
+                 start_s: float, end_s: float) -> None:
         self.spec = spec
         self.size = size
         self._atomic = atomic_path(spec.path)
@@ -77,29 +92,43 @@ class _ClipWriter:
         self.stream.pix_fmt = "yuv420p"
         self.frame_tb = Fraction(1) / fps
         self.stream.options = {"crf": str(settings.crf), "preset": settings.preset}
+        self.start_s = start_s
+        self.step = 1.0 / float(fps)
+        self.total = n_output_frames(start_s, end_s, fps)
         self.n = 0
-        self.key_at = {
-            spec.start_frame + off: path
-            for off, path in zip(keyframe_offsets(spec.end_frame - spec.start_frame, len(spec.keyframe_paths)), spec.keyframe_paths, strict=False)
-        }
+        self.held: av.VideoFrame | None = None  # the latest source frame, scaled, not yet shown in every slot
+        self.held_shown = False
+        self.key_at = dict(zip(keyframe_offsets(self.total, len(spec.keyframe_paths)), spec.keyframe_paths, strict=False))
         self.quality = settings.jpeg_quality
 
-    def add(self, index: int, frame: av.VideoFrame) -> None:
-        out = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
+    def add(self, time_s: float, frame: av.VideoFrame) -> None:
+        # every slot that ends before this frame's time shows the frame held so far
+        while self.held is not None and self.n < self.total and self.start_s + (self.n + 0.5) * self.step < time_s:
+            self._emit()
+        self.held = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
+        self.held_shown = False
+
+    def _emit(self) -> None:
+        assert self.held is not None
+        out = self.held
+        if self.held_shown:  # a repeat: a new frame object, the encoder may still hold the first one
+            out = av.VideoFrame.from_ndarray(self.held.to_ndarray(), format="yuv420p")
         out.pts = self.n
         out.time_base = self.frame_tb
         out.pict_type = av.video.frame.PictureType.NONE
         for packet in self.stream.encode(out):
             self.container.mux(packet)
-        self.n += 1
-        if index in self.key_at:
-            target = self.key_at[index]
-            with atomic_path(target) as tmp:
+        self.held_shown = True
+        if self.n in self.key_at:
+            with atomic_path(self.key_at[self.n]) as tmp:
                 out.to_image().save(tmp, format="JPEG", quality=self.quality)
+        self.n += 1
 
     def close(self, ok: bool = True) -> None:
         try:
             if ok:
+                while self.held is not None and self.n < self.total:  # the slots after the last source frame
+                    self._emit()
                 for packet in self.stream.encode(None):
                     self.container.mux(packet)
             self.container.close()
@@ -118,16 +147,29 @@ def cut_clips(
     rotation: int,
     settings: EncoderSettings,
     heartbeat: Callable[[int, int], None] | None = None,
+    times: np.ndarray | None = None,
 ) -> tuple[dict[str, int], str | None]:
     """Write every clip of one flight in one decode pass. Returns (clip_id -> frames written, decode error).
 
-    Clips must not overlap and are processed in frame order. A clip whose frames run out (truncated file) is
-    not written and is missing from the result.
+    ``times`` are the source frames' times in seconds (``FlightScan.times``, same numbering); without them frames
+    are taken to be ``1 / fps`` apart. A spec without ``start_s``/``end_s`` spans its frames' times. Clips must
+    not overlap and are processed in frame order. A clip whose frames run out (truncated file) is not written
+    and is missing from the result.
     """
     if not clips:
         return {}, None
     clips = sorted(clips, key=lambda c: c.start_frame)
     size = output_size(*display_size, settings.max_height)
+    step = 1.0 / float(fps)
+
+    def time_of(index: int) -> float:
+        return float(times[index]) if times is not None and index < len(times) else index * step
+
+    def span_of(spec: ClipSpec) -> tuple[float, float]:
+        start = spec.start_s if spec.start_s is not None else time_of(spec.start_frame)
+        end = spec.end_s if spec.end_s is not None else time_of(spec.end_frame - 1) + step
+        return start, end
+
     last_needed = clips[-1].end_frame
     written: dict[str, int] = {}
     k = 0
@@ -151,8 +193,8 @@ def cut_clips(
                     k += 1
                 if k < len(clips) and i >= clips[k].start_frame:
                     if current is None or current.spec is not clips[k]:
-                        current = _ClipWriter(clips[k], fps, size, settings)
-                    current.add(i, _rotate(frame, rotation))
+                        current = _ClipWriter(clips[k], fps, size, settings, *span_of(clips[k]))
+                    current.add(time_of(i), _rotate(frame, rotation))
                     if i == clips[k].end_frame - 1:
                         current.close()
                         written[clips[k].clip_id] = current.n
@@ -168,7 +210,6 @@ def cut_clips(
     if decode_error is None and len(written) < len(clips):
         decode_error = f"the file ended at frame {i}, before the last clip's end"
     return written, decode_error
-    return written
 
 
 def remove_stale_files(folder: Path, keep: set[Path]) -> int:

@@ -43,7 +43,7 @@ from dvtr_data.schemas import schema_of, validate
 from dvtr_data.schemas.records import ClipRow, FlightRow
 from dvtr_data.ingest.shots import DETECTORS, shots_from_cuts
 from dvtr_data.telemetry import detect_events, parse_srt, summarize
-from dvtr_data.ingest.windows import WindowRule, make_windows
+from dvtr_data.ingest.windows import WindowRule, find_gaps, make_windows, typical_rate
 
 PARTS_DIR = "ingest"
 WRITER = "ingest"  # the writer of this stage's clip rows (clips.parquet is shared with `import`)
@@ -249,6 +249,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
             "clips": [],
         }
     base["n_frames"] = scan.n_frames
+    if probe.fps_variable:  # clip files and the last frame's length use the recording's own rate, gaps aside
+        fps = typical_rate(scan.times, find_gaps(scan.times, cfg.window.gap_factor), fps)
     base["duration_s"] = float(scan.times[-1] + 1.0 / float(fps))
 
     tel = _load_telemetry(job.sidecar, probe.fps, warnings)
@@ -261,7 +263,11 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
             warnings.append(f"telemetry events unavailable ({exc})")
 
     shots = shots_from_cuts(scan.cuts, scan.n_frames)
-    windows = make_windows(shots, fps, cfg.window, events, n_frames=scan.n_frames)
+    windows = make_windows(shots, fps, cfg.window, events, n_frames=scan.n_frames, times=scan.times)
+    gaps = find_gaps(scan.times, cfg.window.gap_factor)
+    if gaps:
+        where = ", ".join(f"{scan.times[g - 1]:.2f}-{scan.times[g]:.2f} s" for g in gaps[:5])
+        warnings.append(f"{len(gaps)} recording gap(s) ({where}{', ...' if len(gaps) > 5 else ''}): no clip spans them")
     if not windows:
         warnings.append(f"no clip: every shot is shorter than the minimum clip length ({cfg.window.min_s} s)")
 
@@ -274,8 +280,7 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         sharp_sel = (scan.sharp_frames >= w.start_frame) & (scan.sharp_frames < w.end_frame)
         motion_sel = slice(min(w.start_frame + scan.motion_baseline, w.end_frame), w.end_frame)
         q = assess(scan.motion[motion_sel], scan.luma[sel], scan.dark[sel], scan.bright[sel], scan.sharpness[sharp_sel], cfg.qc)
-        start_s = float(scan.times[w.start_frame])
-        end_s = float(scan.times[w.end_frame]) if w.end_frame < scan.n_frames else base["duration_s"]
+        start_s, end_s = w.start_s, w.end_s  # from the frame times: exact for VFR, a gap ends a window
         row = ClipRow(
             writer=WRITER,
             clip_id=cid,
@@ -304,14 +309,15 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         rows.append(row)
         if cfg.cut and (q.verdict == "pass" or cfg.cut_rejected):
             keys = tuple(clips_dir / f"{cid}_k{k}.jpg" for k in range(cfg.encoder.keyframes))
-            specs.append(ClipSpec(cid, w.start_frame, w.end_frame, clips_dir / f"{cid}.mp4", keys))
+            specs.append(ClipSpec(cid, w.start_frame, w.end_frame, clips_dir / f"{cid}.mp4", keys, start_s, end_s))
 
     if specs:
         def beat_cut(done: int, total: int) -> None:
             if heartbeat:
                 heartbeat(probe.n_frames + done, total_work)
 
-        written, cut_error = cut_clips(path, specs, fps, (probe.width, probe.height), probe.rotation, cfg.encoder, beat_cut)
+        written, cut_error = cut_clips(path, specs, fps, (probe.width, probe.height), probe.rotation, cfg.encoder, beat_cut,
+                                       times=scan.times)
         out_w, out_h = output_size(probe.width, probe.height, cfg.encoder.max_height)
         by_id = {s.clip_id: s for s in specs}
         root = Path(job.dataset_root)
