@@ -207,7 +207,8 @@ def select_clips(
         by_id = {c["clip_id"]: c for c in clips}
         unknown = [cid for cid in clip_ids if cid not in by_id]
         if unknown:
-            raise UsageError(f"{len(unknown)} clip id(s) not in the dataset, e.g. {unknown[0]!r}")
+            raise UsageError(f"{len(unknown)} clip id(s) not in the dataset, e.g. {unknown[0]!r}",
+                             hint="list clip ids with `dvtr-data clips --dataset DIR`")
         chosen = [by_id[cid] for cid in dict.fromkeys(clip_ids)]
     else:
         chosen = [c for c in clips if include_rejected or c["qc_verdict"] == "pass"]

@@ -90,10 +90,10 @@ def ingest_cmd(
     dataset: DatasetOpt,
     workers: WorkersOpt = None,
     detector: Annotated[str, typer.Option(help="Shot detector: adaptive, content, hash, histogram, threshold.")] = "adaptive",
-    target: Annotated[float, typer.Option("--target", help="Target clip length in seconds.")] = 5.0,
-    min_len: Annotated[float, typer.Option("--min", help="Minimum clip length in seconds.")] = 2.0,
-    max_len: Annotated[float, typer.Option("--max", help="Maximum clip length in seconds.")] = 10.0,
-    tail: Annotated[str, typer.Option(help="A shot's short tail: merge (into the previous clip if it stays under --max, else drop), drop, keep.")] = "merge",
+    target: Annotated[float, typer.Option("--target", help="Target clip length in seconds (measured on the frames' timestamps); shots are cut into windows of about this length.")] = 5.0,
+    min_len: Annotated[float, typer.Option("--min", help="Minimum clip length in seconds: a shot, or a tail that cannot merge, shorter than this is no clip.")] = 2.0,
+    max_len: Annotated[float, typer.Option("--max", help="Maximum clip length in seconds: a short tail merges into the previous clip only if the merged clip stays within it.")] = 10.0,
+    tail: Annotated[str, typer.Option(help="A shot's tail (what is left after whole --target windows). merge: a tail shorter than half of --target (or than --min) joins the previous clip when the merged clip stays within --max; a tail that does not merge is kept when at least --min long, else dropped. drop: never merge (a tail of at least --min still stands alone). keep: never merge, and keep shorter tails too.")] = "merge",
     split_at_events: Annotated[bool, typer.Option("--split-at-events", help="Also split at telemetry events (hover start/stop, big yaw or altitude change).")] = False,
     cut: Annotated[bool, typer.Option("--cut/--no-cut", help="Write clip files, or only the catalog (spans inside flights).")] = True,
     cut_rejected: Annotated[bool, typer.Option("--cut-rejected", help="Also write files for clips that failed QC.")] = False,
@@ -142,7 +142,8 @@ def ingest_cmd(
     out.print(
         f"ingested {report.flights_done} flight(s), skipped {report.flights_skipped} up to date, "
         f"{report.flights_failed} failed" + (f", {report.duplicates} duplicate(s)" if report.duplicates else "")
-        + f"; {report.clips_new} clip(s) written. Log: {report.log_path}",
+        + f"; {report.clips_new} clip(s) " + ("written" if cut else "catalogued (spans only, no files: --no-cut)")
+        + f". Log: {report.log_path}",
         highlight=False,
     )
     if not report.ok:
@@ -208,6 +209,7 @@ def _register_stage_commands() -> None:
     """Commands of the later stages live in their own modules; they import this one for the error boundary."""
     from dvtr_data.cli.annotate import annotate_app
     from dvtr_data.cli.baseline import baseline_app, search_cmd
+    from dvtr_data.cli.clips import clips_cmd
     from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, split_cmd
     from dvtr_data.cli.precaption import precaption_app
 
@@ -217,6 +219,7 @@ def _register_stage_commands() -> None:
     app.command("export")(_boundary(export_cmd))
     app.command("import")(_boundary(import_cmd))
     app.command("card")(_boundary(card_cmd))
+    app.command("clips")(_boundary(clips_cmd))
     app.add_typer(baseline_app, name="baseline")
     app.command("search")(search_cmd)  # already behind the error boundary
 

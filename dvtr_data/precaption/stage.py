@@ -387,7 +387,7 @@ def show(dataset_dir: str | os.PathLike, clip_id: str) -> ClipDrafts:
     if clip_id not in ids:
         close = difflib.get_close_matches(clip_id, ids, n=3, cutoff=0.6)
         raise UsageError(f"no clip {clip_id!r} in {dataset.root}",
-                         hint=f"did you mean {', '.join(close)}?" if close else "list clips with `dvtr-data info`")
+                         hint=f"did you mean {', '.join(close)}?" if close else "list clip ids with `dvtr-data clips --dataset DIR`")
     clip = clips.filter(pc.equal(clips["clip_id"], clip_id)).to_pylist()[0]
     keep = ("clip_path", "flight_id", "start_s", "end_s", "duration_s", "qc_verdict", "qc_reasons", "status", "error")
 
