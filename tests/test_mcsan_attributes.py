@@ -175,3 +175,22 @@ def test_role_masks_stack_levels_in_order() -> None:
     assert masks.dtype == torch.bool and masks.shape == (2, 3, 16)
     assert masks[0].any(1).tolist() == [True, True, True]
     assert masks[1].any(1).tolist() == [True, False, False]  # "day" only
+
+
+def test_modals_participles_compounds_and_suffix_adjectives() -> None:
+    a = attrs("we can see a religious procession on the football field during the day")
+    assert a["action"] == ["see"]  # after a modal
+    assert a["entity"] == [
+        "procession",
+        "football",
+        "field",
+        "day",
+    ]  # religious: -ous adjective; during: stop word
+    assert a["relation"] == ["on field"]  # the compound's head noun
+    b = attrs("a village perched on the hill with docked boats")
+    assert b["action"] == ["perched", "dock"]  # unknown -ed after its subject: a verb, lemma as written;
+    # a known -ed form is a verb wherever it stands
+    c = attrs("red roofed houses near the shore")
+    assert (
+        c["entity"] == ["house", "shore"] and c["action"] == []
+    )  # unknown -ed after an adjective: a modifier

@@ -6,17 +6,19 @@ part-of-speech model is installable here, so the default tagger is a stated heur
 (:class:`HeuristicTagger`):
 
 * **relation words** come from a fixed list of spatial/relational predicates (:data:`RELATION_PHRASES`,
-  multi-word phrases first: "next to", "in front of", ...). A relation attribute is ``"<predicate> <object
-  lemma>"`` (``"next_to tree"``): the predicate with the first noun after it; relations with no noun after
-  them are dropped. Subjects are not part of the label (full triples are too sparse on datasets of this size).
-* **verbs** are the forms of a stated lexicon of base verbs (:data:`VERB_LEXICON`, inflected by rule plus the
-  irregular forms in :data:`IRREGULAR_VERBS`), and unknown words ending in ``-ing`` (or ``-ed`` after a form
-  of *be*). A base or third-person form that is also a noun ("park", "lines") is a verb only right after a
-  noun or pronoun (its subject) or after *to*; after a determiner, adjective, number or preposition it is a
-  noun. Unknown ``-ing``/``-ed`` words keep their surface form as the lemma.
+  multi-word phrases first: "next to", "in front of", ...). A relation attribute is ``"<predicate> <object>"``
+  (``"next_to tree"``): the predicate with the first noun after it (skipping articles, adjectives and
+  numbers; of a compound its last noun, "on the football field" -> ``on field``); a predicate with no noun
+  after it gives none. Subjects are not part of the label (full triples are too sparse at these sizes).
+* **verbs** are the forms of a stated lexicon of base verbs (:data:`VERB_LEXICON`, inflected by rule, plus the
+  irregular forms in :data:`IRREGULAR_VERBS`) and unknown words ending in ``-ing``. A base or third-person
+  form that is also a noun ("park", "lines") is a verb only where a verb goes: right after a noun or pronoun
+  (its subject), a form of *be*, a modal or *to*; elsewhere it is a noun. An unknown ``-ed`` word is a verb
+  in that position and a modifier otherwise ("the village nestled in ..." vs "red roofed houses"). Unknown
+  forms keep their surface form as the lemma.
 * **nouns** are the remaining content words that are not stop words (:data:`STOP_WORDS`), adjectives
-  (:data:`ADJECTIVES`: colours, sizes, ...), numbers or ``-ly`` adverbs; plural nouns are singularised by
-  rule.
+  (:data:`ADJECTIVES`: colours, sizes, ..., and words ending in ``-ous``, ``-ful``, ``-ible``, ``-less``),
+  numbers or ``-ly`` adverbs; plural nouns are singularised by rule.
 
 A user-supplied spaCy pipeline (``pip install spacy`` plus a model package) replaces the heuristic when it is
 asked for (:class:`SpacyTagger`, guarded import): it uses spaCy's coarse POS tags and lemmas, and
@@ -75,6 +77,7 @@ RELATION_PHRASES: tuple[str, ...] = (
     "alongside",
     "among",
     "amid",
+    "amidst",
     "around",
     "at",
     "behind",
@@ -118,6 +121,8 @@ STOP_WORDS = frozenset(
 ADJECTIVES = frozenset(
     _words(
         """
+        vast verdant visible dusty sandy rocky grassy muddy snowy hilly leafy sunlit overcast hazy
+        bustling modern ancient historic traditional tropical coastal scenic picturesque
         red green blue yellow white black orange purple pink brown grey gray golden silver dark
         light bright pale colourful colorful big small large little huge tiny tall short long wide
         narrow broad thick thin high low deep shallow new old young full empty open closed busy
@@ -140,9 +145,15 @@ DETERMINERS = (
 )
 BE_FORMS = frozenset(_words("is are was were be been being am 's 're"))
 SUBJECT_PRONOUNS = frozenset(_words("it they he she we you i who which that"))
+AUXILIARIES = frozenset(_words("can could may might must shall should will would do does did to"))
+EXTRA_STOP_WORDS = frozenset(_words("to during via per whereas although though because since until"))
+ADJECTIVE_SUFFIXES = ("ous", "ful", "ible", "less")  # religious, colourful, visible, treeless
 VERB_LEXICON: tuple[str, ...] = tuple(
     _words(
         """
+        wear send put happen soak submerge feature overlook tower sprawl teem battle nestle get cause
+        flank dock illuminate capture give keep begin help try use find hang sweep splash wade gallop
+        tend pose
         move drive fly walk run park cross stand sit cover surround flow turn pass play go come head
         travel ride swim race follow lead carry pull push stop wait line border lie grow burn rise
         fall land take make show see look watch gather march dance jump climb enter leave approach
@@ -159,6 +170,18 @@ VERB_LEXICON: tuple[str, ...] = tuple(
     )
 )
 IRREGULAR_VERBS = {
+    "sent": "send",
+    "got": "get",
+    "gotten": "get",
+    "gave": "give",
+    "given": "give",
+    "kept": "keep",
+    "began": "begin",
+    "begun": "begin",
+    "found": "find",
+    "swept": "sweep",
+    "wore": "wear",
+    "worn": "wear",
     "ran": "run",
     "flew": "fly",
     "flown": "fly",
@@ -421,6 +444,12 @@ def singular(noun: str) -> str:
     return noun[:-1]
 
 
+def _after_subject(prev: str, prev_pos: str) -> bool:
+    """Whether a verb form sits where a verb goes: after a noun or pronoun (its subject), a form of *be*, a
+    modal or auxiliary, or *to*."""
+    return prev_pos == "NOUN" or prev in SUBJECT_PRONOUNS or prev in BE_FORMS or prev in AUXILIARIES
+
+
 class HeuristicTagger:
     """The stated-vocabulary tagger of this module's docstring (no model, deterministic)."""
 
@@ -459,9 +488,9 @@ class HeuristicTagger:
             prev_pos = pos[i - 1] if i else "START"
             if w.isdigit() or w in NUMBER_WORDS:
                 pos[i] = "NUM"
-            elif w in STOP_WORDS or w.startswith("'"):
+            elif w in STOP_WORDS or w in EXTRA_STOP_WORDS or w.startswith("'"):
                 pos[i] = "OTHER"
-            elif w in ADJECTIVES:
+            elif w in ADJECTIVES or (w.endswith(ADJECTIVE_SUFFIXES) and len(w) >= 6 and w not in table):
                 pos[i] = "ADJ"
             elif w.endswith("ly") and len(w) > 4:
                 pos[i] = "OTHER"
@@ -469,24 +498,26 @@ class HeuristicTagger:
                 pos[i], lemma[i] = "NOUN", singular(w)
             elif w in table:
                 base, kind = table[w]
-                subject_before = (
-                    prev_pos == "NOUN" or prev in SUBJECT_PRONOUNS or prev in BE_FORMS or prev == "to"
-                )
-                if kind in ("ing", "ed") or subject_before:
+                if kind in ("ing", "ed") or _after_subject(prev, prev_pos):
                     pos[i], lemma[i] = "VERB", base
                 else:
                     pos[i], lemma[i] = "NOUN", singular(w)
-            elif (w.endswith("ing") and len(w) >= 5) or (
-                w.endswith("ed") and len(w) >= 5 and prev in BE_FORMS
-            ):
+            elif w.endswith("ing") and len(w) >= 5:
                 pos[i] = "VERB"
+            elif (
+                w.endswith("ed") and len(w) >= 5
+            ):  # unknown participle: a verb after its subject, else a modifier
+                pos[i] = "VERB" if _after_subject(prev, prev_pos) else "ADJ"
             else:
-                pos[i], lemma[i] = "NOUN", singular(w)
+                lemma[i] = singular(w)
+                pos[i] = "OTHER" if lemma[i] in STOP_WORDS else "NOUN"  # "others"
         words = tuple(Word(p.text, lemma[i], pos[i], p.start, p.end) for i, p in enumerate(pieces))
         relations = []
         for start, (k, predicate) in sorted(rel_span.items()):
             for j in range(start + k, n):
                 if pos[j] == "NOUN":
+                    while j + 1 < n and pos[j + 1] == "NOUN":  # a compound's head: "on the football field"
+                        j += 1
                     relations.append(Relation(predicate, lemma[j], (*range(start, start + k), j)))
                     break
                 if pos[j] not in ("ADJ", "NUM", "OTHER") or (
