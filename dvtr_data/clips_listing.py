@@ -1,7 +1,8 @@
 """What `dvtr-data clips` lists: each clip's span, QC verdict, captions and split, joined from the tables.
 
-Clip ids are what `precaption show`, `annotate push --clip` and the exports speak; `info` prints totals only, so
-this is where a user finds them. The listing reads the tables and never writes (readers are never blocked).
+Clip ids are what `precaption show`, `annotate push --clip` and the exports speak; `info` prints totals
+only, so this is where a user finds them. The listing reads the tables and never writes (readers are never
+blocked).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ def list_clips(
 ) -> list[ClipListing]:
     """The clips of a dataset in flight order (by source, then start time).
 
-    ``flights`` keeps the clips of these flights, each named by flight id, file name or, for imported clips, the
-    import's name; a name that matches nothing is a `UsageError` with the closest names as a hint. ``qc`` keeps
-    the clips with that verdict.
+    ``flights`` keeps the clips of these flights, each named by flight id, file name or, for imported clips,
+    the import's name; a name that matches nothing is a `UsageError` with the closest names as a hint.
+    ``qc`` keeps the clips with that verdict.
     """
     if qc is not None and qc not in QC_VERDICTS:
         raise UsageError(f"--qc must be one of {', '.join(QC_VERDICTS)}, not {qc!r}")
@@ -66,14 +67,21 @@ def list_clips(
     if flights:
         known = {c for f in flight_rows for c in (f["flight_id"], f["file_name"])}
         known |= {c["flight_id"] for c in clips}
-        known |= {c["writer"].removeprefix("import:") for c in clips if (c.get("writer") or "").startswith("import:")}
+        known |= {
+            c["writer"].removeprefix("import:")
+            for c in clips
+            if (c.get("writer") or "").startswith("import:")
+        }
         clips = [c for c in clips if _matches(c, source_of(c), flights)]
         unknown = [f for f in flights if f not in known]
         if unknown:
             close = difflib.get_close_matches(unknown[0], sorted(known), n=3, cutoff=0.5)
-            raise UsageError(f"no flight {unknown[0]!r} in {ds.root}",
-                             hint=f"did you mean {', '.join(map(repr, close))}?" if close
-                             else "name flights by id or file name, as `dvtr-data info` and this listing show them")
+            raise UsageError(
+                f"no flight {unknown[0]!r} in {ds.root}",
+                hint=f"did you mean {', '.join(map(repr, close))}?"
+                if close
+                else "name flights by id or file name, as `dvtr-data info` and this listing show them",
+            )
     if qc is not None:
         clips = [c for c in clips if c["qc_verdict"] == qc]
 

@@ -1,4 +1,4 @@
-"""`dvtr-data clips`: the listing library on hand-written tables, and the command through typer's CliRunner."""
+"""`dvtr-data clips`: the listing library on hand-written tables, and the command through CliRunner."""
 
 from __future__ import annotations
 
@@ -23,42 +23,89 @@ A1, A2, B1 = f"{FA}-0000000-0000150", f"{FA}-0000150-0000300", f"{FB}-0000000-00
 IMPORTED = "usrd-x1"
 
 
-def _clip(cid: str, fid: str, start_s: float, end_s: float, verdict: str, reasons: list[str], writer: str = "ingest") -> dict:
-    return ClipRow(clip_id=cid, flight_id=fid, status="ok", shot_index=0, window_index=0, start_frame=0, end_frame=1,
-                   start_s=start_s, end_s=end_s, duration_s=end_s - start_s, qc_verdict=verdict, qc_reasons=reasons,
-                   writer=writer).as_dict()
+def _clip(
+    cid: str, fid: str, start_s: float, end_s: float, verdict: str, reasons: list[str], writer: str = "ingest"
+) -> dict:
+    return ClipRow(
+        clip_id=cid,
+        flight_id=fid,
+        status="ok",
+        shot_index=0,
+        window_index=0,
+        start_frame=0,
+        end_frame=1,
+        start_s=start_s,
+        end_s=end_s,
+        duration_s=end_s - start_s,
+        qc_verdict=verdict,
+        qc_reasons=reasons,
+        writer=writer,
+    ).as_dict()
 
 
 def _caption(n: int, cid: str, accepted: bool, text: str = "a road") -> dict:
-    return CaptionRow(caption_id=f"c{n}", clip_id=cid, text=text, origin="human", status="submitted",
-                      accepted=accepted, writer="annotate").as_dict()
+    return CaptionRow(
+        caption_id=f"c{n}",
+        clip_id=cid,
+        text=text,
+        origin="human",
+        status="submitted",
+        accepted=accepted,
+        writer="annotate",
+    ).as_dict()
 
 
 @pytest.fixture()
 def dataset(tmp_path: Path) -> Path:
     ds = Dataset(tmp_path / "ds").create()
     now = datetime(2026, 1, 1, tzinfo=UTC)
-    flights = [FlightRow(flight_id=fid, status="ok", source_path=f"/x/{name}", file_name=name, size_bytes=1,
-                         settings_hash="s", ingested_at=now).as_dict() for fid, name in ((FA, MARKUP_NAME), (FB, "b.mp4"))]
+    flights = [
+        FlightRow(
+            flight_id=fid,
+            status="ok",
+            source_path=f"/x/{name}",
+            file_name=name,
+            size_bytes=1,
+            settings_hash="s",
+            ingested_at=now,
+        ).as_dict()
+        for fid, name in ((FA, MARKUP_NAME), (FB, "b.mp4"))
+    ]
     with ds.writing("test"):
         ds.write_table("flights", flights)
-        ds.replace_rows("clips", "ingest", [
-            _clip(A1, FA, 0.0, 5.0, "pass", []),
-            _clip(A2, FA, 5.0, 10.0, "reject", ["blurry", "too_dark"]),
-            _clip(B1, FB, 0.0, 3.3, "pass", []),
-        ])
-        ds.replace_rows("clips", "import:usrd", [_clip(IMPORTED, IMPORTED, 0.0, 8.0, "pass", [], "import:usrd")])
-        ds.replace_rows("captions", "annotate", [
-            _caption(1, A1, True), _caption(2, A1, False, "[red]not markup[/red]"), _caption(3, B1, True),
-        ])
-        ds.replace_rows("splits", "split", [
-            SplitRow(clip_id=A1, split="train", group_id="g1", writer="split").as_dict(),
-            SplitRow(clip_id=B1, split="test", group_id="g2", writer="split").as_dict(),
-        ])
+        ds.replace_rows(
+            "clips",
+            "ingest",
+            [
+                _clip(A1, FA, 0.0, 5.0, "pass", []),
+                _clip(A2, FA, 5.0, 10.0, "reject", ["blurry", "too_dark"]),
+                _clip(B1, FB, 0.0, 3.3, "pass", []),
+            ],
+        )
+        ds.replace_rows(
+            "clips", "import:usrd", [_clip(IMPORTED, IMPORTED, 0.0, 8.0, "pass", [], "import:usrd")]
+        )
+        ds.replace_rows(
+            "captions",
+            "annotate",
+            [
+                _caption(1, A1, True),
+                _caption(2, A1, False, "[red]not markup[/red]"),
+                _caption(3, B1, True),
+            ],
+        )
+        ds.replace_rows(
+            "splits",
+            "split",
+            [
+                SplitRow(clip_id=A1, split="train", group_id="g1", writer="split").as_dict(),
+                SplitRow(clip_id=B1, split="test", group_id="g2", writer="split").as_dict(),
+            ],
+        )
     return ds.root
 
 
-# ---- library ---------------------------------------------------------------------------------------------------
+# ---- library -----------------------------------------------------------------------------------------------
 def test_every_clip_with_span_qc_captions_and_split(dataset: Path) -> None:
     rows = list_clips(dataset)
     # sorted by source: "[bold]..." < "b.mp4" < "import:usrd" (ASCII order), then by start time
@@ -88,7 +135,7 @@ def test_unknown_flight_and_verdict_are_usage_errors_with_a_hint(dataset: Path, 
         list_clips(tmp_path / "nowhere")
 
 
-# ---- command -----------------------------------------------------------------------------------------------------
+# ---- command -----------------------------------------------------------------------------------------------
 def invoke(*args: str):
     return CliRunner().invoke(app, ["clips", *args], env={"COLUMNS": "80", "NO_COLOR": "1"})
 
@@ -133,3 +180,37 @@ def test_ingest_help_states_the_tail_rule() -> None:
     text = " ".join(result.stdout.split())
     assert "shorter than half of --target" in text
     assert "within --max" in text and "at least --min" in text
+
+
+def _small_video(path: Path, seconds: float = 2.0, fps: int = 15) -> Path:
+    """A sharp, slowly panning 160x96 H.264 clip: enough for ingest to catalogue a few windows."""
+    import av
+    import numpy as np
+
+    rng = np.random.default_rng(3)
+    world = rng.integers(0, 256, (96, 160 + 2 * round(seconds * fps), 3), dtype=np.uint8)
+    with av.open(str(path), "w", format="mp4") as out:
+        stream = out.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(
+                np.ascontiguousarray(world[:, 2 * i : 2 * i + 160]), format="rgb24"
+            )
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    return path
+
+
+def test_ingest_no_cut_reports_clips_catalogued_not_written(tmp_path: Path) -> None:
+    video = _small_video(tmp_path / "flight.mp4")
+    args = ["ingest", str(video), "--dataset", str(tmp_path / "ds"), "--workers", "0"]
+    args += ["--target", "1", "--min", "0.5", "--max", "2", "--no-cut"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200", "NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    assert "2 clip(s) catalogued" in result.stdout and "written" not in result.stdout
+    assert not list((tmp_path / "ds").rglob("*.mp4"))
+    listed = list_clips(tmp_path / "ds")
+    assert [(r.start_s, r.end_s) for r in listed] == [(0.0, 1.0), (1.0, 2.0)]
+    assert all(r.clip_path is None for r in listed)

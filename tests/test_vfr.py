@@ -1,7 +1,8 @@
 """Variable-frame-rate sources: windows in seconds, no clip across a recording gap, clip files in real time.
 
-The VFR files are written here with explicit timestamps (PyAV), small (320x180, a few seconds) and the same for
-the same seed. Expected spans are worked out by hand from the frame times; durations are probed with PyAV.
+The VFR files are written here with explicit timestamps (PyAV), small (320x180, a few seconds) and the
+same for the same seed. Expected spans are worked out by hand from the frame times; durations are probed
+with PyAV.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ SIZE = (320, 180)
 PAN = 2  # pixels per frame: every source frame differs visibly from the next
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # generators
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def _pan(seed: int, n: int) -> list[np.ndarray]:
-    """``n`` RGB frames panning over seeded random rectangles (sharp, so QC passes and frames are distinct)."""
+    """``n`` RGB frames panning over seeded random rectangles: sharp (QC passes), each frame distinct."""
     rng = np.random.default_rng(seed)
     w, h = SIZE
     world = np.empty((h + 8, w + PAN * n + 8, 3), np.uint8)
@@ -69,9 +70,9 @@ def jitter_pts(seed: int, n: int) -> list[int]:
     return np.concatenate([[0], np.cumsum(rng.choice([17, 33, 50, 67], size=n - 1))]).astype(int).tolist()
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # helpers
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def probed_duration(path: Path) -> tuple[float, int, float]:
     """(duration from the stream header, decoded frames, frame rate) of a clip file."""
     with av.open(str(path)) as c:
@@ -87,14 +88,14 @@ def gray_frames(path: Path) -> list[np.ndarray]:
         return [f.to_ndarray(format="gray").astype(np.float32) for f in c.decode(video=0)]
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # cutting: frames placed by timestamp
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 def test_a_span_across_a_hole_plays_in_real_time_and_freezes_over_the_hole(tmp_path: Path) -> None:
     src = write_vfr(tmp_path / "gap.mp4", gap_pts())
     times = np.asarray(gap_pts()) / 1000
-    # frames 60-120 span 2.0 s -> 6.0 s (frame 120 is at 6000 ms): 4 s, which is 120 frames at 30 fps; counting
-    # its 60 source frames at 30 fps would make a 2 s file playing the 4 s at double speed
+    # frames 60-120 span 2.0 s -> 6.0 s (frame 120 is at 6000 ms): 4 s, which is 120 frames at 30 fps;
+    # counting its 60 source frames at 30 fps would make a 2 s file playing the 4 s at double speed
     spec = ClipSpec("c", 60, 120, tmp_path / "c.mp4", (), float(times[60]), float(times[120]))
     written, error = cut_clips(src, [spec], Fraction(30), SIZE, 0, EncoderSettings(max_height=0), times=times)
     assert error is None and written == {"c": 120}
@@ -120,7 +121,7 @@ def test_a_constant_rate_span_keeps_its_source_frames_one_to_one(tmp_path: Path)
     frames = gray_frames(spec.path)
     with av.open(str(src)) as c:
         source = [f.to_ndarray(format="gray").astype(np.float32) for f in c.decode(video=0)][10:40]
-    # each output frame is its own source frame (lossy re-encode: near, and nearer than the neighbouring frame)
+    # each output frame is its own source frame (lossy re-encode: near it, nearer than to the next one)
     for k in range(30):
         own = np.abs(frames[k] - source[k]).mean()
         assert own < 3
@@ -136,15 +137,17 @@ def test_the_clip_rate_of_a_vfr_recording_ignores_its_gaps() -> None:
     assert typical_rate(times, [], Fraction(45, 2)) != 30
 
 
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # ingest end to end
-# ----------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory) -> tuple[Dataset, dict[str, dict], dict[str, list[dict]]]:
     root = tmp_path_factory.mktemp("vfr")
     write_vfr(root / "flights" / "gap.mp4", gap_pts(), seed=1)
     write_vfr(root / "flights" / "jitter.mp4", jitter_pts(8, 150), seed=2)
-    report = ingest([root / "flights"], root / "ds", IngestConfig(window=WindowRule(1.6, 1.0, 4.0)), workers=0)
+    report = ingest(
+        [root / "flights"], root / "ds", IngestConfig(window=WindowRule(1.6, 1.0, 4.0)), workers=0
+    )
     assert report.ok, report.errors
     ds = Dataset(root / "ds")
     flights = {r["file_name"]: r for r in ds.read_table("flights").to_pylist()}
@@ -161,11 +164,14 @@ def test_ingest_windows_of_a_gapped_recording_are_worked_out_from_its_times(inge
     _, flights, clips = ingested
     rows = clips["gap.mp4"]
     # 30 fps outside the gap; window rule 1.6 / 1.0 / 4.0 s. Before the gap: 0-48 (1.6 s), then a 1.4 s tail
-    # (not under 0.8 s, at least 1.0 s): its own clip, ending one frame after 2.967 s. After: the same from 5.0 s.
+    # (not under 0.8 s, at least 1.0 s): its own clip, ending one frame after 2.967 s. After: the same
+    # from 5.0 s.
     assert [(c["start_frame"], c["end_frame"]) for c in rows] == [(0, 48), (48, 90), (90, 138), (138, 180)]
     assert [c["split_reason"] for c in rows] == ["window", "gap", "window", "end"]
     expected = [(0.0, 1.6), (1.6, 2.967 + 1 / 30), (5.0, 6.6), (6.6, 7.967 + 1 / 30)]
-    assert [(c["start_s"], c["end_s"]) for c in rows] == [(pytest.approx(a), pytest.approx(b)) for a, b in expected]
+    assert [(c["start_s"], c["end_s"]) for c in rows] == [
+        (pytest.approx(a), pytest.approx(b)) for a, b in expected
+    ]
     assert any("recording gap" in w for w in flights["gap.mp4"]["warnings"])
     assert flights["gap.mp4"]["duration_s"] == pytest.approx(7.967 + 1 / 30)
 
@@ -196,8 +202,8 @@ def test_jittered_windows_hold_in_seconds_not_frames(ingested) -> None:
     for c in clips["jitter.mp4"]:
         assert c["start_s"] == pytest.approx(times[c["start_frame"]])
         assert 1.0 - 1e-6 <= c["end_s"] - c["start_s"] <= 4.0 + 1e-6
-    # the windows are 1.6 s of recording each (within a frame step of at most 67 ms), not 1.6 s of frames counted
-    # at the nominal rate
+    # the windows are 1.6 s of recording each (the nearest frame boundary: within half of the longest step,
+    # 67 ms), not 1.6 s of frames counted at the nominal rate
     full = [c for c in clips["jitter.mp4"] if c["split_reason"] == "window"]
     assert full and all(abs(c["end_s"] - c["start_s"] - 1.6) <= 0.034 for c in full)
     assert flights["jitter.mp4"]["fps_variable"] is True

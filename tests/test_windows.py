@@ -34,7 +34,9 @@ def test_short_tail_is_dropped_when_merging_would_exceed_max():
     assert spans(w) == [(0, 50), (50, 100)]
 
 
-@pytest.mark.parametrize("tail,expected", [("drop", [(0, 50), (50, 100)]), ("keep", [(0, 50), (50, 100), (100, 115)])])
+@pytest.mark.parametrize(
+    "tail,expected", [("drop", [(0, 50), (50, 100)]), ("keep", [(0, 50), (50, 100), (100, 115)])]
+)
 def test_tail_rules(tail, expected):
     assert spans(make_windows([Shot(0, 0, 115)], 10, WindowRule(5, 2, 10, tail))) == expected
 
@@ -62,7 +64,9 @@ def test_every_window_respects_min_and_max_on_many_shot_lengths():
 def test_telemetry_events_split_only_where_both_sides_are_long_enough():
     # events at 30 (both sides >= 20) and 40 (only 10 after the previous split): the second is ignored.
     # The piece 30-100 (7 s) gives 30-80 and a 2 s tail, under half the 5 s target: it merges (7 s <= max 10).
-    w = make_windows([Shot(0, 0, 100)], 10, WindowRule(5, 2, 10), events=[(30, "hover_start"), (40, "yaw_change")])
+    w = make_windows(
+        [Shot(0, 0, 100)], 10, WindowRule(5, 2, 10), events=[(30, "hover_start"), (40, "yaw_change")]
+    )
     assert spans(w) == [(0, 30), (30, 100)]
     assert w[0].split_reason == "telemetry:hover_start"
 
@@ -79,9 +83,10 @@ def test_invalid_rules_are_usage_errors():
         make_windows([Shot(0, 0, 10)], 10, WindowRule(5, 2, 10, "sometimes"))  # type: ignore[arg-type]
 
 
-# ---- the tail rule: a tail under half the target merges when the merged window stays within max ----------------
+# ---- the tail rule: a tail under half the target merges when the merged window stays within max ------------
 def test_a_27_07_s_shot_ends_with_one_7_07_s_window_not_5_plus_2_07():
-    # 100 fps, 2707 frames: windows of 500 frames, then a 2.07 s tail (< 2.5 s) merges: 2000-2707 is 7.07 s <= 10
+    # 100 fps, 2707 frames: windows of 500 frames, then a 2.07 s tail (< 2.5 s) merges: 2000-2707 is
+    # 7.07 s <= 10
     w = make_windows([Shot(0, 0, 2707)], 100, WindowRule(5, 2, 10))
     assert spans(w) == [(0, 500), (500, 1000), (1000, 1500), (1500, 2000), (2000, 2707)]
     assert w[-1].duration_s == pytest.approx(7.07)
@@ -114,16 +119,23 @@ def test_drop_and_keep_never_merge_a_tail_under_half_the_target():
     assert spans(make_windows([Shot(0, 0, 65)], 10, WindowRule(5, 2, 10, "keep"))) == [(0, 50), (50, 65)]
 
 
-# ---- variable frame rate: bounds in seconds from the frame times; recording gaps are boundaries ---------------
+# ---- variable frame rate: bounds in seconds from the frame times; recording gaps are boundaries ------------
 def test_window_bounds_follow_frame_times_not_the_nominal_rate():
     # 80 frames at 20 fps (0.00-3.95 s), then 60 frames at 10 fps (4.0-9.9 s); nominal 10 fps
     times = np.concatenate([np.arange(80) / 20, 4.0 + np.arange(60) / 10])
     w = make_windows([Shot(0, 0, 140)], 10, WindowRule(5, 2, 10), n_frames=140, times=times)
     # 5.0 s is frame 80 + 10 = 90; the end is 9.9 + 0.1 = 10.0 s
     assert spans(w) == [(0, 90), (90, 140)]
-    assert [(x.start_s, x.end_s) for x in w] == [(0.0, pytest.approx(5.0)), (pytest.approx(5.0), pytest.approx(10.0))]
+    assert [(x.start_s, x.end_s) for x in w] == [
+        (0.0, pytest.approx(5.0)),
+        (pytest.approx(5.0), pytest.approx(10.0)),
+    ]
     # counting frames at the nominal rate would have made 5 s windows of 50 frames (2.5 s of this recording)
-    assert spans(make_windows([Shot(0, 0, 140)], 10, WindowRule(5, 2, 10))) == [(0, 50), (50, 100), (100, 140)]
+    assert spans(make_windows([Shot(0, 0, 140)], 10, WindowRule(5, 2, 10))) == [
+        (0, 50),
+        (50, 100),
+        (100, 140),
+    ]
 
 
 def test_a_recording_gap_is_a_boundary_no_window_spans():
@@ -131,7 +143,8 @@ def test_a_recording_gap_is_a_boundary_no_window_spans():
     times = np.concatenate([np.arange(40) / 10, 10.0 + np.arange(60) / 10])
     assert find_gaps(times) == [40]
     w = make_windows([Shot(0, 0, 100)], 10, WindowRule(5, 2, 10), n_frames=100, times=times)
-    # before the gap: 4.0 s (3.9 + one frame), a window of its own; after: 40-90 and a 1 s tail that merges (6 s)
+    # before the gap: 4.0 s (3.9 + one frame), a window of its own; after: 40-90 and a 1 s tail that
+    # merges (6 s)
     assert spans(w) == [(0, 40), (40, 100)]
     assert [x.split_reason for x in w] == ["gap", "end"]
     assert [(x.start_s, x.end_s) for x in w] == [(0.0, pytest.approx(4.0)), (10.0, pytest.approx(16.0))]

@@ -1,4 +1,4 @@
-"""`dvtr-data clips`: list clip ids with their span, QC, captions and split (a thin view of `clips_listing`)."""
+"""`dvtr-data clips`: clip ids with their span, QC, captions and split (a thin view of `clips_listing`)."""
 
 from __future__ import annotations
 
@@ -15,10 +15,20 @@ from dvtr_data.cli.common import DatasetOpt, out
 
 def clips_cmd(
     dataset: DatasetOpt,
-    flight: Annotated[list[str] | None, typer.Option(
-        "--flight", help="Only the clips of this flight, by flight id or file name (or an import's name); repeatable.")] = None,
-    qc: Annotated[str | None, typer.Option("--qc", help="Only clips with this QC verdict: pass or reject.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON array (machine-readable, no markup).")] = False,
+    flight: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--flight",
+            help="Only the clips of this flight, by flight id or file name (or an import's name); "
+            "repeatable.",
+        ),
+    ] = None,
+    qc: Annotated[
+        str | None, typer.Option("--qc", help="Only clips with this QC verdict: pass or reject.")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON array (machine-readable, no markup).")
+    ] = False,
 ) -> None:
     """List clips: id, span in the flight (seconds), QC verdict and reasons, captions (accepted/all), split.
 
@@ -65,4 +75,6 @@ def clips_cmd(
         out.print(table)
     passed = sum(c.qc_verdict == "pass" for c in listed)
     captioned = sum(c.captions_accepted > 0 for c in listed)
-    out.print(f"{len(listed)} clip(s): {passed} pass QC, {captioned} with an accepted caption", highlight=False)
+    out.print(
+        f"{len(listed)} clip(s): {passed} pass QC, {captioned} with an accepted caption", highlight=False
+    )

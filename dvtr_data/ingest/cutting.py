@@ -1,14 +1,15 @@
 """Clip files: re-encode each window as constant-frame-rate H.264 with PyAV's bundled libx264.
 
-Stream copy is not frame-exact (it can only cut at keyframes), and system ffmpeg is not required: PyAV ships its
-own. One decode pass serves every window of a flight, in order. Frames are numbered in decode order, the same
-numbering the scan pass used, so a clip is made of the frames ``[start_frame, end_frame)`` of its span.
+Stream copy is not frame-exact (it can only cut at keyframes), and system ffmpeg is not required: PyAV ships
+its own. One decode pass serves every window of a flight, in order. Frames are numbered in decode order, the
+same numbering the scan pass used, so a clip is made of the frames ``[start_frame, end_frame)`` of its span.
 
-Output frames are placed by timestamp: output frame ``k`` of a clip shows the last source frame whose time is at
-most ``start_s + (k + 0.5) / fps``, and a clip has ``round((end_s - start_s) * fps)`` frames. A constant-frame-rate
-source maps one to one (the clip holds exactly its source frames); a variable-frame-rate source gets frames
-repeated or dropped so that the file plays in real time and its duration equals its span within half a frame.
-Numbering frames at the nominal rate instead would turn a 2.5 s span with a hole into a 5 s file at half speed.
+Output frames are placed by timestamp: output frame ``k`` of a clip shows the last source frame whose time is
+at most ``start_s + (k + 0.5) / fps``, and a clip has ``round((end_s - start_s) * fps)`` frames. A
+constant-frame-rate source maps one to one (the clip holds exactly its source frames); a variable-frame-rate
+source gets frames repeated or dropped so that the file plays in real time and its duration equals its span
+within half a frame. Numbering frames at the nominal rate instead would turn a 2.5 s span with a hole into a
+5 s file playing at half speed.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dvtr_data.errors import InputError
 
 @dataclass(frozen=True)
 class EncoderSettings:
-    """libx264 settings of clip files. ``max_height`` caps the clip size (the short side for portrait video)."""
+    """libx264 settings of clip files. ``max_height`` caps the clip size (the short side for portraits)."""
 
     crf: int = 20
     preset: str = "veryfast"
@@ -80,8 +81,15 @@ class _ClipWriter:
     """One open output file; source frames come in order with their times, and the file is renamed into place
     on close. Output frame ``k`` shows the last source frame at or before ``start_s + (k + 0.5) / fps``."""
 
-    def __init__(self, spec: ClipSpec, fps: Fraction, size: tuple[int, int], settings: EncoderSettings,
-                 start_s: float, end_s: float) -> None:
+    def __init__(
+        self,
+        spec: ClipSpec,
+        fps: Fraction,
+        size: tuple[int, int],
+        settings: EncoderSettings,
+        start_s: float,
+        end_s: float,
+    ) -> None:
         self.spec = spec
         self.size = size
         self._atomic = atomic_path(spec.path)
@@ -98,12 +106,18 @@ class _ClipWriter:
         self.n = 0
         self.held: av.VideoFrame | None = None  # the latest source frame, scaled, not yet shown in every slot
         self.held_shown = False
-        self.key_at = dict(zip(keyframe_offsets(self.total, len(spec.keyframe_paths)), spec.keyframe_paths, strict=False))
+        self.key_at = dict(
+            zip(keyframe_offsets(self.total, len(spec.keyframe_paths)), spec.keyframe_paths, strict=False)
+        )
         self.quality = settings.jpeg_quality
 
     def add(self, time_s: float, frame: av.VideoFrame) -> None:
         # every slot that ends before this frame's time shows the frame held so far
-        while self.held is not None and self.n < self.total and self.start_s + (self.n + 0.5) * self.step < time_s:
+        while (
+            self.held is not None
+            and self.n < self.total
+            and self.start_s + (self.n + 0.5) * self.step < time_s
+        ):
             self._emit()
         self.held = frame.reformat(width=self.size[0], height=self.size[1], format="yuv420p")
         self.held_shown = False
@@ -151,10 +165,10 @@ def cut_clips(
 ) -> tuple[dict[str, int], str | None]:
     """Write every clip of one flight in one decode pass. Returns (clip_id -> frames written, decode error).
 
-    ``times`` are the source frames' times in seconds (``FlightScan.times``, same numbering); without them frames
-    are taken to be ``1 / fps`` apart. A spec without ``start_s``/``end_s`` spans its frames' times. Clips must
-    not overlap and are processed in frame order. A clip whose frames run out (truncated file) is not written
-    and is missing from the result.
+    ``times`` are the source frames' times in seconds (``FlightScan.times``, same numbering); without them
+    frames are taken to be ``1 / fps`` apart. A spec without ``start_s``/``end_s`` spans its frames' times.
+    Clips must not overlap and are processed in frame order. A clip whose frames run out (truncated file) is
+    not written and is missing from the result.
     """
     if not clips:
         return {}, None
@@ -203,7 +217,9 @@ def cut_clips(
                 if heartbeat is not None:
                     heartbeat(i, last_needed)
     except av.FFmpegError as exc:
-        raise InputError(f"{source}: cutting failed at frame {i} ({' '.join(str(exc).split())[:160]})") from exc
+        raise InputError(
+            f"{source}: cutting failed at frame {i} ({' '.join(str(exc).split())[:160]})"
+        ) from exc
     finally:
         if current is not None:
             current.close(ok=False)

@@ -1,28 +1,28 @@
 """Long-shot windowing: split each shot into clips of a target length, measured in seconds.
 
-Drone flights are mostly one long uncut shot, and PySceneDetect has no maximum scene length, so shots are split
-into windows here. Lengths are measured on the frames' own timestamps (``FlightScan.times``), not in frames at the
-nominal rate: on a variable-frame-rate source (a phone under load, a drone that drops frames) a 5 s window holds
-as many frames as the source recorded in those 5 s. The rule:
+Drone flights are mostly one long uncut shot, and PySceneDetect has no maximum scene length, so shots are
+split into windows here. Lengths are measured on the frames' own timestamps (``FlightScan.times``), not in
+frames at the nominal rate: on a variable-frame-rate source (a phone under load, a drone that drops frames)
+a 5 s window holds as many frames as the source recorded in those 5 s. The rule:
 
-1. A recording gap (a frame-to-frame step more than ``gap_factor`` times the median step) is a boundary like a
-   cut: no window spans it, and the window before it ends with ``split_reason="gap"`` one nominal frame after its
-   last frame (the gap's missing time is in no clip).
-2. A shot is then split at telemetry events (hover start/stop, big yaw or altitude change) when asked, but only
-   where both pieces are at least ``min_s`` long.
+1. A recording gap (a frame-to-frame step more than ``gap_factor`` times the median step) is a boundary like
+   a cut: no window spans it, and the window before it ends with ``split_reason="gap"`` one nominal frame
+   after its last frame (the gap's missing time is in no clip).
+2. A shot is then split at telemetry events (hover start/stop, big yaw or altitude change) when asked, but
+   only where both pieces are at least ``min_s`` long.
 3. Each piece is cut into consecutive windows of about ``target_s`` from its start (each ends on the frame
    boundary nearest to the target, never past ``max_s``). No window crosses a cut or a gap.
 4. The remainder (the tail) is shorter than ``target_s``:
-   - with ``tail="merge"`` (default), a tail shorter than half of ``target_s`` (or shorter than ``min_s``) joins
-     the previous window when the merged window stays within ``max_s``: a 27.07 s shot with target 5 and max 10
-     ends with a 7.07 s window, not 5 s + 2.07 s;
-   - a tail that does not merge is a window of its own when it is at least ``min_s`` long, else it is dropped;
-   - ``tail="drop"`` never merges (a tail of at least ``min_s`` still stands alone); ``tail="keep"`` never merges
-     and keeps a short tail anyway (``split_reason="tail"``).
+   - with ``tail="merge"`` (default), a tail shorter than half of ``target_s`` (or shorter than ``min_s``)
+     joins the previous window when the merged window stays within ``max_s``: a 27.07 s shot with target 5
+     and max 10 ends with a 7.07 s window, not 5 s + 2.07 s;
+   - a tail that does not merge is a window of its own when it is at least ``min_s`` long, else dropped;
+   - ``tail="drop"`` never merges (a tail of at least ``min_s`` still stands alone); ``tail="keep"`` never
+     merges and keeps a short tail anyway (``split_reason="tail"``).
 5. A piece shorter than ``min_s`` yields no window (``tail="keep"`` keeps it).
 
-So every window is at least ``min_s`` and at most ``max_s`` long in seconds (``tail="keep"`` aside), and windows
-tile each shot except for dropped tails and gaps. Comparisons allow ``EPS`` seconds of floating-point slack.
+So every window is at least ``min_s`` and at most ``max_s`` long in seconds (``tail="keep"`` aside), and
+windows tile each shot except for dropped tails and gaps. Comparisons allow ``EPS`` seconds of slack.
 """
 
 from __future__ import annotations
@@ -38,8 +38,23 @@ from dvtr_data.ingest.shots import Shot
 
 TailRule = Literal["merge", "drop", "keep"]
 EPS = 1e-6  # seconds: slack for float sums of frame times, far below any frame duration
-COMMON_RATES = tuple(Fraction(r) for r in ("24000/1001", "24", "25", "30000/1001", "30", "48", "50", "60000/1001",
-                                            "60", "100", "120000/1001", "120"))
+COMMON_RATES = tuple(
+    Fraction(r)
+    for r in (
+        "24000/1001",
+        "24",
+        "25",
+        "30000/1001",
+        "30",
+        "48",
+        "50",
+        "60000/1001",
+        "60",
+        "100",
+        "120000/1001",
+        "120",
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +62,8 @@ class WindowRule:
     """Clip lengths in seconds and what happens to a shot's tail (see the module docstring for the full rule).
 
     ``tail="merge"``: a tail shorter than half of ``target_s`` merges into the previous window when the merged
-    window stays within ``max_s``; a tail that cannot merge is kept when at least ``min_s`` long, else dropped.
+    window stays within ``max_s``; a tail that cannot merge is kept when at least ``min_s`` long, else it is
+    dropped.
     ``gap_factor``: a frame step this many times the median step is a recording gap, a boundary no clip spans.
     """
 
@@ -60,12 +76,15 @@ class WindowRule:
     def check(self) -> None:
         if not 0 < self.min_s <= self.target_s <= self.max_s:
             raise UsageError(
-                f"window lengths must satisfy 0 < min ({self.min_s}) <= target ({self.target_s}) <= max ({self.max_s})"
+                f"window lengths must satisfy 0 < min ({self.min_s}) <= target ({self.target_s})"
+                f" <= max ({self.max_s})"
             )
         if self.tail not in ("merge", "drop", "keep"):
             raise UsageError(f"tail rule must be merge, drop or keep, not {self.tail!r}")
         if not self.gap_factor > 1:
-            raise UsageError(f"the gap factor must be above 1 (a step longer than the median), not {self.gap_factor}")
+            raise UsageError(
+                f"the gap factor must be above 1 (a step longer than the median), not {self.gap_factor}"
+            )
 
 
 @dataclass(frozen=True)
@@ -90,8 +109,8 @@ class Window:
 def find_gaps(times: np.ndarray, factor: float = WindowRule.gap_factor) -> list[int]:
     """Frames that start after a recording gap: the step before them is over ``factor`` times the median step.
 
-    The median, not the nominal rate, is the yardstick: a VFR phone video's steps vary by 2-4x around it, while
-    a paused or dropped-out recording jumps by seconds.
+    The median, not the nominal rate, is the yardstick: a VFR phone video's steps vary by 2-4x around it,
+    while a paused or dropped-out recording jumps by seconds.
     """
     times = np.asarray(times, np.float64)
     if len(times) < 3:
@@ -118,7 +137,8 @@ def typical_rate(times: np.ndarray, gaps: list[int], fallback: Fraction) -> Frac
     if not mean > 0:
         return fallback
     rate = 1.0 / mean
-    # timestamps rounded to a coarse time base land near, not on, the camera's rate: take the nearest common one
+    # timestamps rounded to a coarse time base land near, not on, the camera's rate: take the nearest
+    # common one
     nearest = min(COMMON_RATES, key=lambda c: abs(rate - float(c)))
     if abs(rate - float(nearest)) <= 0.01 * float(nearest):
         return nearest
@@ -152,26 +172,32 @@ def _split(start: int, end: int, cuts: list[tuple[int, str]], end_reason: str) -
     return pieces
 
 
-def _pieces(start: int, end: int, events: list[tuple[int, str]], min_s: float, clock: _Clock) -> list[tuple[int, int, str]]:
-    """Split ``[start, end)`` at event frames where both sides stay >= min_s. Returns (start, end, end_reason)."""
+def _pieces(
+    start: int, end: int, events: list[tuple[int, str]], min_s: float, clock: _Clock
+) -> list[tuple[int, int, str]]:
+    """Split ``[start, end)`` at event frames where both sides stay >= min_s: (start, end, end_reason)."""
     chosen: list[tuple[int, str]] = []
     pos = start
     for frame, kind in sorted(events):
-        if clock.end(frame) - clock.start(pos) >= min_s - EPS and clock.end(end) - clock.start(frame) >= min_s - EPS:
+        if (
+            clock.end(frame) - clock.start(pos) >= min_s - EPS
+            and clock.end(end) - clock.start(frame) >= min_s - EPS
+        ):
             chosen.append((frame, f"telemetry:{kind}"))
             pos = frame
     return _split(start, end, chosen, "cut")
 
 
 def _next_end(pos: int, end: int, rule: WindowRule, clock: _Clock) -> int:
-    """The frame boundary in (pos, end] whose time is nearest ``target_s`` after ``pos``, within [min_s, max_s]."""
+    """The frame boundary in (pos, end] nearest ``target_s`` after ``pos``, within [min_s, max_s]."""
     t0 = clock.start(pos)
 
     def length(c: int) -> float:  # window [pos, pos + 1 + c)
         return clock.end(pos + 1 + c) - t0
 
     last = end - pos - 1
-    # inside the piece boundaries are frame times (sorted for sane files; searchsorted only needs a start point)
+    # inside a piece the boundaries are frame times (sorted in sane files; searchsorted only needs a
+    # starting point, the candidates around it are compared exactly)
     k = min(int(np.searchsorted(clock.times[pos + 1 : end], t0 + rule.target_s)), last)
     candidates = [c for c in (k - 1, k, k + 1) if 0 <= c <= last]
     best = min(candidates, key=lambda c: (abs(length(c) - rule.target_s), c))
@@ -192,8 +218,9 @@ def make_windows(
 ) -> list[Window]:
     """Windows for all shots of a flight. ``events`` are (frame, kind) telemetry events to split at.
 
-    ``times`` are the frames' timestamps in seconds (``FlightScan.times``); without them frames are taken to be
-    evenly spaced at ``fps``. ``fps`` is also the length of the last frame before the end of the file or a gap.
+    ``times`` are the frames' timestamps in seconds (``FlightScan.times``); without them frames are taken
+    to be evenly spaced at ``fps``. ``1 / fps`` is also the length of the last frame before the end of the
+    file or a gap.
     """
     rule.check()
     step = 1.0 / float(fps)
@@ -213,7 +240,9 @@ def make_windows(
         inside_gaps = [(g, "gap") for g in gaps if shot.start_frame < g < shot.end_frame]
         shot_end_reason = "gap" if shot.end_frame in clock.gaps else ("end" if shot.end_frame == n else "cut")
         spans: list[tuple[int, int, str]] = []
-        for seg_start, seg_end, seg_reason in _split(shot.start_frame, shot.end_frame, inside_gaps, shot_end_reason):
+        for seg_start, seg_end, seg_reason in _split(
+            shot.start_frame, shot.end_frame, inside_gaps, shot_end_reason
+        ):
             inside = [(f, k) for f, k in events if seg_start < f < seg_end]
             for start, end, end_reason in _pieces(seg_start, seg_end, inside, rule.min_s, clock):
                 if end_reason == "cut":
@@ -225,8 +254,9 @@ def make_windows(
     return out
 
 
-def _window_piece(start: int, end: int, end_reason: str, rule: WindowRule, clock: _Clock,
-                  spans: list[tuple[int, int, str]]) -> None:
+def _window_piece(
+    start: int, end: int, end_reason: str, rule: WindowRule, clock: _Clock, spans: list[tuple[int, int, str]]
+) -> None:
     """Append the windows of one piece (no cut, gap or chosen event inside) to ``spans``."""
     t_end = clock.end(end)
     length = t_end - clock.start(start)
@@ -245,8 +275,12 @@ def _window_piece(start: int, end: int, end_reason: str, rule: WindowRule, clock
         return
     rest = t_end - clock.start(pos)
     short = rest < rule.target_s / 2 - EPS or rest < rule.min_s - EPS
-    if (rule.tail == "merge" and short and len(spans) > first
-            and t_end - clock.start(spans[-1][0]) <= rule.max_s + EPS):
+    if (
+        rule.tail == "merge"
+        and short
+        and len(spans) > first
+        and t_end - clock.start(spans[-1][0]) <= rule.max_s + EPS
+    ):
         spans[-1] = (spans[-1][0], end, end_reason)
     elif rest >= rule.min_s - EPS:
         spans.append((pos, end, end_reason))
