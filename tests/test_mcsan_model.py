@@ -220,3 +220,20 @@ def test_a_tiny_mcsan_overfits_synthetic_pairs() -> None:
     assert before <= 50.0 and after >= 90.0, (before, after)
     last = {k: float(v.detach()) for k, v in out.items()}
     assert last["rank"] < 0.5 * first["rank"] and last["fbce"] < first["fbce"], (first, last)
+
+
+def test_an_empty_vocabulary_leaves_the_ranking_loss_alone() -> None:
+    """Captions without any mined attribute (e.g. a level with no training word): no heads, zero terms."""
+    m = tiny(attributes=(0, 0, 0))
+    assert len(m.attribute_heads) == 0
+    s, w, ids, fr, vm = features(3, 3)
+    empty = {lv: torch.zeros(3, 0) for lv in ("entity", "action", "relation")}
+    out = m.losses_from_features(s, w, ids, fr, vm, text_labels=empty, video_labels=empty)
+    assert out["kl"].item() == 0.0 and out["fbce"].item() == 0.0
+    torch.testing.assert_close(out["total"], out["rank"])
+    partial = tiny(attributes=(4, 0, 2))
+    assert sorted(partial.attribute_heads) == ["entity", "global", "relation"]
+    assert partial.attribute_heads["global"].out_features == 6
+    y = labels(3, sizes=(4, 0, 2))
+    out = partial.losses_from_features(s, w, ids, fr, vm, text_labels=y, video_labels=y)
+    assert torch.isfinite(out["total"]) and out["fbce"].item() > 0
