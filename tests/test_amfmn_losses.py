@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
@@ -68,6 +71,49 @@ def test_prior_similarity_blocks_are_the_released_matrix_entries() -> None:
             assert float(full[i, j]) == pytest.approx(prior_similarity(clips[i], caps[j]), abs=1e-6)
     torch.testing.assert_close(prior.block([1, 0], [3, 0]), full[[1, 0]][:, [3, 0]])
     assert float(full[0, 0]) > float(full[1, 0])  # a caption is closer to its own image's captions
+
+
+def test_fast_prior_similarity_is_nltks_on_random_captions() -> None:
+    """The precomputed-counts BLEU equals NLTK's sentence_bleu: short and long captions, repeats, stop words,
+    punctuation, exact copies, no shared word."""
+    rng = np.random.default_rng(0)
+    words = ["a", "the", "red", "car", "cars", "on", "road", "two", "trees", "is", "near", ",", ".", "white", "house"]
+
+    def sentence() -> str:
+        return " ".join(rng.choice(words, size=int(rng.integers(1, 12))))
+
+    clips = [[sentence() for _ in range(int(rng.integers(1, 6)))] for _ in range(12)]
+    caps = [sentence() for _ in range(30)] + [clips[0][0], clips[3][-1], "green field"]
+    for refs in clips:  # near copies (one word changed, or cut short): BLEU strictly between 0 and 1
+        toks = max(refs, key=len).split()
+        caps.append(" ".join([*toks[:2], "green", *toks[3:]]) if len(toks) > 6 else " ".join(toks + ["green"]))
+    prior = PriorSimilarity(clips, caps)
+    got = prior.matrix().double()
+    for i, refs in enumerate(clips):
+        for j, cap in enumerate(caps):
+            expected = prior_similarity(refs, cap)
+            if math.isnan(expected):  # no reference with a content word: the BLEU term alone here
+                continue
+            assert float(got[i, j]) == pytest.approx(expected, abs=1e-6), (refs, cap)
+    assert float(got[0, 30]) >= 0.5  # an exact copy: BLEU 1
+    bleu_between = [sentence_bleu_of(clips[i], caps[33 + i]) for i in range(len(clips))]
+    assert sum(0.1 < b < 1 for b in bleu_between) >= 3  # the comparison covered partial BLEU, not only 0 and 1
+
+
+def sentence_bleu_of(refs: list[str], cap: str) -> float:
+    """The BLEU term of the prior alone, straight from NLTK."""
+    import warnings
+
+    from nltk.stem import PorterStemmer
+    from nltk.translate.bleu_score import sentence_bleu
+
+    from dvtr_data.baselines.amfmn.text import word_tokens
+
+    stem = PorterStemmer().stem
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(sentence_bleu([[stem(w.lower()) for w in word_tokens(r)] for r in refs],
+                                   [stem(w.lower()) for w in word_tokens(cap)]))
 
 
 def test_vocabulary_as_amfmn_builds_it() -> None:
