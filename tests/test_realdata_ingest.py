@@ -33,8 +33,9 @@ def test_ingest_real_gopro_karma_flight(tmp_path):
     assert flight["fps_variable"] is False
     assert flight["n_shots"] == 1  # an uncut oblique flight along a bluff: no false cut
     clips = sorted(ds.read_table("clips").to_pylist(), key=lambda c: c["start_frame"])
-    # 5 s at 29.97 fps = 150 frames: 0-150, 150-300, and a 62-frame tail (2.07 s >= 2 s) on its own
-    assert [(c["start_frame"], c["end_frame"]) for c in clips] == [(0, 150), (150, 300), (300, 362)]
+    # 5 s at 29.97 fps = 150 frames: 0-150, 150-300, and a 62-frame tail (2.07 s) under half the 5 s target: it
+    # merges into the previous window, 150-362 = 7.07 s within --max 10 (issue 12: not 5 s + a 2.07 s clip)
+    assert [(c["start_frame"], c["end_frame"]) for c in clips] == [(0, 150), (150, 362)]
     for c in clips:
         assert c["motion_kind"] == "moving"
         if c["clip_path"]:
