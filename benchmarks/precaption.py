@@ -7,7 +7,7 @@ For each model (random weights: speed does not depend on them), on the same gene
 
     stage      the whole `precaption` call: model load, decode workers, embedding, retrieval from the built-in
                bank (its text embeddings cached, as on every run after a bank's first), tags, table writes;
-    decode     sampling the same frames alone: the same `DecodePool` (decord in worker processes), nothing else;
+    decode     sampling the same frames alone: the same worker engine (decord in worker processes), nothing else;
     model      the bare image encoder on the pre-decoded, pre-normalised tensors at the same batch size.
 
 Printed: stage / (decode + model), the floor on a CPU where both use every core (aim: at most 1.1), and
@@ -35,7 +35,13 @@ from dvtr_data.dataset import Dataset  # noqa: E402
 from dvtr_data.precaption.bank import builtin_bank, cached_text_embeddings  # noqa: E402
 from dvtr_data.precaption.embed import EmbedSettings  # noqa: E402
 from dvtr_data.precaption.encoder import ModelSpec, load_encoder  # noqa: E402
-from dvtr_data.precaption.sampling import DecodePool, SampleJob, default_workers, prefetch_for  # noqa: E402
+from dvtr_data.precaption.sampling import (  # noqa: E402
+    SampleJob,
+    decode_clips,
+    decode_executor,
+    default_workers,
+    prefetch_for,
+)
 from dvtr_data.precaption.stage import PrecaptionConfig, bank_cache_dir, precaption  # noqa: E402
 from dvtr_data.precaption.tags import load_class_list  # noqa: E402
 from dvtr_data.schemas.records import ClipRow  # noqa: E402
@@ -88,12 +94,12 @@ def time_decode(ds: Dataset, encoder, settings: EmbedSettings, workers: int) -> 
                       height=c["height"]) for i, c in enumerate(clips)]
     frames: list[np.ndarray | None] = [None] * len(jobs)
     start = time.perf_counter()
-    with DecodePool(encoder.geometry, workers=workers, timeout=settings.decode_timeout,
-                    prefetch=prefetch_for(settings.batch_size, settings.frames, workers)) as pool:
-        for res in pool.map_unordered(jobs):
-            if res.error:
-                raise SystemExit(f"decode failed: {res.error}")
-            frames[res.key] = res.frames
+    executor = decode_executor(workers, settings.decode_timeout,
+                               prefetch_for(settings.batch_size, settings.frames, workers))
+    for res in decode_clips(jobs, encoder.geometry, executor):
+        if res.error:
+            raise SystemExit(f"decode failed: {res.error}")
+        frames[res.key] = res.frames
     return time.perf_counter() - start, frames  # type: ignore[return-value]
 
 

@@ -26,6 +26,7 @@ from dvtr_data.card.stats import dataset_stats
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
 from dvtr_data.export.manifest import dataset_version, staged_folder
+from dvtr_data.reporting import Reporter, Sink, as_reporter
 
 TEMPLATES = Path(__file__).parent / "templates"
 
@@ -120,8 +121,13 @@ def _thumbnails(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> CardResult:
-    """Write the card of ``dataset`` into ``out`` (default ``<dataset>/card``), replacing an earlier card there."""
+def write_card(dataset: Dataset | str | Path, out: str | Path | None = None, *,
+               reporter: Reporter | Sink | None = None) -> CardResult:
+    """Write the card of ``dataset`` into ``out`` (default ``<dataset>/card``), replacing an earlier card there.
+
+    ``reporter`` follows the four steps: statistics, figures, thumbnails, pages.
+    """
+    steps = as_reporter(reporter, "card").counter("dataset card", 4, "steps")
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
     target = Path(out).expanduser().absolute() if out else ds.root / "card"
@@ -133,9 +139,12 @@ def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> 
         )
     s = dataset_stats(ds)
     s["stages"] = {k: _flatten(v) for k, v in s["stages"].items()}
+    steps.advance()
     figs = _figures(s)
+    steps.advance()
     s["limitations"] = limitations(s)
     thumbs = _thumbnails(s.pop("thumbnail_candidates"))
+    steps.advance()
     for i, t in enumerate(thumbs):
         t["file"] = f"figures/examples/{i + 1}.jpg"
         t["data"] = "data:image/jpeg;base64," + base64.b64encode(t["jpeg"]).decode()
@@ -184,6 +193,7 @@ def write_card(dataset: Dataset | str | Path, out: str | Path | None = None) -> 
         (stage / "card.json").write_text(
             json.dumps(slim, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8"
         )
+    steps.advance()
     return CardResult(
         out=target, markdown=target / "README.md", html=target / "card.html", figures=sorted(figs), stats=s
     )

@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from dvtr_data.cli.common import progress_bars
 from dvtr_data.errors import UsageError
 
 out = Console(soft_wrap=True)
@@ -128,7 +129,8 @@ def split_cmd(
         tolerance=tolerance,
         recheck=recheck,
     )
-    result = split_dataset(dataset, config)
+    with progress_bars("split") as reporter:
+        result = split_dataset(dataset, config, progress=reporter.heartbeat("near-duplicates, recount"))
     rep = result.report
     table = Table(
         title=f"splits of {rep['dataset']} ({result.groups} groups, stratified by {rep['stratified_by']})"
@@ -226,17 +228,19 @@ def export_cmd(
     from dvtr_data.export import export_dataset
     from dvtr_data.splits import SPLIT_NAMES
 
-    result = export_dataset(
-        dataset,
-        fmt,
-        out_dir,
-        splits=tuple(split or SPLIT_NAMES),
-        media=media,
-        ids=ids,
-        force=force,
-        drop_gps=drop_gps,
-        hash_media=hash_media,
-    )
+    with progress_bars("export") as reporter:
+        result = export_dataset(
+            dataset,
+            fmt,
+            out_dir,
+            splits=tuple(split or SPLIT_NAMES),
+            media=media,
+            ids=ids,
+            force=force,
+            drop_gps=drop_gps,
+            hash_media=hash_media,
+            reporter=reporter,
+        )
     for name, c in result.counts.items():
         extra = "".join(f", {v} {k}" for k, v in c.items() if k not in ("clips", "captions"))
         out.print(f"{name}: {c['clips']} clip(s), {c['captions']} caption(s){extra}", highlight=False)
@@ -285,7 +289,9 @@ def import_cmd(
     """
     from dvtr_data.importers import import_published
 
-    r = import_published(fmt, path, dataset, name=name, media=media, media_dir=media_dir)
+    with progress_bars("import") as reporter:
+        r = import_published(fmt, path, dataset, name=name, media=media, media_dir=media_dir,
+                             progress=reporter.heartbeat(f"import {fmt}"))
     splits = ", ".join(f"{k} {v}" for k, v in r.splits.items())
     out.print(
         f"imported {r.source} ({r.format}): {r.videos} video(s), {r.captions} caption(s); splits: {splits}",
@@ -311,7 +317,8 @@ def card_cmd(
     """
     from dvtr_data.card import write_card
 
-    r = write_card(dataset, out_dir)
+    with progress_bars("card") as reporter:
+        r = write_card(dataset, out_dir, reporter=reporter)
     t = r.stats["totals"]
     out.print(
         f"card of {r.stats['name']}: {t['clips']} clip(s), {t['captions']} caption(s), {len(r.figures)} figure(s)",

@@ -22,6 +22,7 @@ from dvtr_data.export.parquet import write_parquet_export
 from dvtr_data.export.qvhighlights import write_qvhighlights
 from dvtr_data.export.view import ID_MODES, build_view
 from dvtr_data.importers.common import MEDIA_MODES
+from dvtr_data.reporting import Counter, Reporter, Sink, as_reporter
 from dvtr_data.splits.assign import SPLIT_NAMES
 
 
@@ -84,8 +85,11 @@ def export_dataset(
     force: bool = False,
     drop_gps: bool = False,
     hash_media: bool = True,
+    reporter: Reporter | Sink | None = None,
 ) -> ExportResult:
     """Export ``splits`` of ``dataset`` as ``fmt`` into ``out`` (default ``<dataset>/exports/<fmt>``).
+
+    ``reporter`` follows the three steps: the view of the splits, the files (media placed), the manifest.
 
     ``media``: copy, link (hard link; copy across file systems), symlink or none; default per format.
     """
@@ -103,7 +107,8 @@ def export_dataset(
     target = Path(out).expanduser().absolute() if out else ds.root / "exports" / fmt
     _check_target(ds, target, force)
     with ds.writing("export"):
-        return _export_locked(ds, fmt, exporter, target, splits, media, ids, force, drop_gps, hash_media)
+        return _export_locked(ds, fmt, exporter, target, splits, media, ids, force, drop_gps, hash_media,
+                              as_reporter(reporter, "export").counter(f"export {fmt}", 3, "steps"))
 
 
 def _export_locked(
@@ -117,13 +122,16 @@ def _export_locked(
     force: bool,
     drop_gps: bool,
     hash_media: bool,
+    steps: Counter,
 ) -> ExportResult:
     view = build_view(ds, splits, ids, exporter.unique_ids)
+    steps.advance()
     writer: Callable[..., dict[str, Any]] = exporter.write
     if fmt == "parquet":
         writer = functools.partial(writer, drop_gps=drop_gps)
     with staged_folder(target, force=force) as stage:
         info = writer(view, stage, media=media)
+        steps.advance()
         if info.get("written", 1) == 0:
             raise DatasetError(f"nothing to export as {fmt}: {info.get('empty_reason', 'no rows')}")
         counts = view.counts()
@@ -143,6 +151,7 @@ def _export_locked(
             hash_media=hash_media,
             extra=info.get("extra"),
         )
+    steps.advance()
     return ExportResult(
         out=target,
         format=fmt,

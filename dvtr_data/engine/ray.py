@@ -1,0 +1,229 @@
+"""`RayExecutor`: the same stage functions as Ray tasks, with the same outcomes and the same stall watchdog.
+
+What stays as it is locally: one `Outcome` per item in completion order; an exception in the stage function is an
+"error" outcome (caught inside the task, so Ray does not retry a deterministic failure); a task that stops
+beating for ``stall_timeout`` seconds is force-cancelled (its worker process is killed: a decoder holding the
+GIL cannot be interrupted any other way) and becomes a "stalled" outcome. What Ray adds: a worker process that
+dies (OOM killer, segfault, a lost node) is retried up to ``max_retries`` times, then becomes a "died" outcome.
+Results come back to the driver, which alone writes the dataset's tables and holds its write lock.
+
+Heartbeats travel through a small actor (`_Board`): tasks post ``(index, done, total)``, throttled, and the driver
+drains them while it waits, so progress bars and the watchdog are fed from the cluster. A task's stall clock
+starts at its first beat, which the task posts as it starts, so tasks queued for a free CPU are never "stalled".
+
+Starting Ray: ``address=None`` starts a local cluster for this process; "auto" or "ray://host:10001" joins one
+(see the README's "Running on a cluster"). Either way usage statistics are off and no dashboard is started by us.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from dvtr_data.engine import Outcome, Progress, ProgressFn, StageFn, one_line, stalled_message
+from dvtr_data.errors import UsageError
+
+BEAT_INTERVAL = 0.5  # seconds between heartbeats a task posts
+POLL = 0.2  # seconds the driver waits for results between draining heartbeats
+
+
+def _quiet_environment() -> None:
+    """Ray must not phone home; set before any cluster process starts, and inherited by all of them."""
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    os.environ.setdefault("RAY_DISABLE_IMPORT_WARNING", "1")
+
+
+def _import_ray() -> Any:
+    _quiet_environment()
+    try:
+        import ray
+    except ImportError as exc:  # pinned in requirements; a trimmed install may lack it
+        raise UsageError("--executor ray needs the ray package", hint="pip install ray==2.60.0") from exc
+    return ray
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
+               object_store_memory: int | None = None) -> Any:
+    """Connect to Ray once per process: join ``address``, or start a local cluster (``num_cpus`` cores).
+
+    Workers get the driver's import path (``PYTHONPATH``), so stage functions defined outside installed packages
+    (a checkout, a test module) import there as they do here; on a multi-machine cluster the same paths must
+    exist on every node (shared storage, or the same checkout in the same place).
+    """
+    ray = _import_ray()
+    if ray.is_initialized():
+        return ray
+    paths = [p for p in sys.path if p and os.path.isdir(p)]
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(paths), "RAY_USAGE_STATS_ENABLED": "0"}}
+    debug = bool(os.environ.get("DVTR_DEBUG"))
+    try:
+        if address is None:
+            ray.init(num_cpus=num_cpus, object_store_memory=object_store_memory, include_dashboard=False,
+                     runtime_env=runtime_env, log_to_driver=debug, configure_logging=debug)
+        else:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=debug, configure_logging=debug)
+    except ConnectionError as exc:
+        raise UsageError(f"cannot reach the Ray cluster at {address!r}: {one_line(exc)}",
+                         hint="start one with `ray start --head`, or leave out --ray-address for a local one") from exc
+    return ray
+
+
+_REMOTES: dict[str, Any] = {}
+
+
+def _remotes(ray: Any) -> tuple[Any, Any]:
+    """The heartbeat actor class and the task function, made remote once per process."""
+    if not _REMOTES:
+
+        class _Board:
+            def __init__(self) -> None:
+                self.beats: list[tuple[int, int, int]] = []
+
+            def beat(self, index: int, done: int, total: int) -> None:
+                self.beats.append((index, done, total))
+
+            def drain(self) -> list[tuple[int, int, int]]:
+                beats, self.beats = self.beats, []
+                return beats
+
+        _REMOTES["board"] = ray.remote(num_cpus=0)(_Board)
+        _REMOTES["task"] = ray.remote(run_item)
+    return _REMOTES["board"], _REMOTES["task"]
+
+
+def run_item(fn: StageFn, index: int, item: Any, board: Any) -> tuple[Any, ...]:
+    """One item inside a Ray worker: ``("ok", record)`` or ``("error", line, traceback or None)``."""
+    board.beat.remote(index, -1, -1)  # started: the driver's stall clock begins now
+    last = [time.monotonic()]
+
+    def beat(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= BEAT_INTERVAL or done >= total:
+            last[0] = now
+            board.beat.remote(index, done, total)
+
+    try:
+        return ("ok", fn(item, beat))
+    except Exception as exc:  # noqa: BLE001 - per-item errors are data, and are not worth a retry
+        return ("error", one_line(exc), traceback.format_exc() if os.environ.get("DVTR_DEBUG") else None)
+
+
+class RayExecutor:
+    """Stage functions as Ray tasks (``num_cpus`` each), at most ``max_in_flight`` submitted at a time.
+
+    ``max_in_flight`` defaults to twice the cluster's CPUs: enough to keep every core busy while results wait
+    for the driver, few enough that a million items are not a million pending tasks.
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        stall_timeout: float = 120.0,
+        *,
+        max_in_flight: int | None = None,
+        num_cpus: float = 1.0,
+        max_retries: int = 3,
+        init_cpus: int | None = None,
+    ) -> None:
+        self.address = address
+        self.stall_timeout = stall_timeout
+        self.max_in_flight = max_in_flight
+        self.num_cpus = num_cpus
+        self.max_retries = max_retries
+        self.init_cpus = init_cpus
+
+    def run(self, fn: StageFn, items: Iterable[Any], on_progress: ProgressFn | None = None) -> Iterator[Outcome]:
+        """Submit the first tasks now (the caller may load a model meanwhile); yield outcomes as they finish."""
+        ray = ensure_ray(self.address, num_cpus=self.init_cpus)
+        return _RayRun(self, ray, fn, list(enumerate(items)), on_progress)
+
+
+class _RayRun(Iterator[Outcome]):
+    def __init__(self, ex: RayExecutor, ray: Any, fn: StageFn, items: list[tuple[int, Any]],
+                 on_progress: ProgressFn | None) -> None:
+        self.ex, self.ray, self.on_progress = ex, ray, on_progress
+        board_cls, task = _remotes(ray)
+        self.board = board_cls.remote()
+        self.task = task.options(num_cpus=ex.num_cpus, max_retries=ex.max_retries, retry_exceptions=False)
+        self.fn_ref = ray.put(fn)
+        self.pending = list(reversed(items))
+        self.running: dict[Any, tuple[int, Any]] = {}
+        self.last_beat: dict[int, float] = {}
+        self.cancelled: set[int] = set()
+        self.ready: list[Outcome] = []
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.limit = ex.max_in_flight or max(2, 2 * cpus)
+        self.submit()
+
+    def submit(self) -> None:
+        while self.pending and len(self.running) < self.limit:
+            index, item = self.pending.pop()
+            self.running[self.task.remote(self.fn_ref, index, item, self.board)] = (index, item)
+
+    def __next__(self) -> Outcome:
+        while not self.ready:
+            if not self.running and not self.pending:
+                self.close()
+                raise StopIteration
+            self.step()
+        return self.ready.pop(0)
+
+    def step(self) -> None:
+        ray = self.ray
+        refs = list(self.running)
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL) if refs else ([], [])
+        for ref in done:
+            index, item = self.running.pop(ref)
+            self.last_beat.pop(index, None)
+            self.ready.append(self.outcome(ref, index, item))
+        self.beats()
+        now = time.monotonic()
+        for ref, (index, _item) in self.running.items():
+            started = self.last_beat.get(index)
+            if started is not None and index not in self.cancelled and now - started > self.ex.stall_timeout:
+                self.cancelled.add(index)
+                ray.cancel(ref, force=True)  # kills the worker process: a hung decoder holds the GIL
+        self.submit()
+
+    def beats(self) -> None:
+        now = time.monotonic()
+        for index, done, total in self.ray.get(self.board.drain.remote()):
+            if index in self.cancelled:
+                continue
+            self.last_beat[index] = now
+            if done >= 0 and self.on_progress:
+                self.on_progress(Progress(index, done, total))
+
+    def outcome(self, ref: Any, index: int, item: Any) -> Outcome:
+        from ray import exceptions as rex
+
+        try:
+            result = self.ray.get(ref)
+        except rex.TaskCancelledError:
+            return Outcome(index, item, error=stalled_message(self.ex.stall_timeout), status="stalled")
+        except (rex.WorkerCrashedError, rex.NodeDiedError, rex.OutOfMemoryError) as exc:
+            retries = f" after {self.ex.max_retries} retries" if self.ex.max_retries else ""
+            return Outcome(index, item, error=f"worker process died{retries} ({type(exc).__name__})", status="died")
+        except rex.RayError as exc:
+            if index in self.cancelled:
+                return Outcome(index, item, error=stalled_message(self.ex.stall_timeout), status="stalled")
+            return Outcome(index, item, error=f"ray: {one_line(exc, 300)}", status="died")
+        if result[0] == "ok":
+            return Outcome(index, item, record=result[1])
+        if result[2]:
+            print(result[2], file=sys.stderr, flush=True)
+        return Outcome(index, item, error=result[1], status="error")
+
+    def close(self) -> None:
+        """Cancel what is still running (on Ctrl-C, an error in the caller, or the end)."""
+        for ref in list(self.running):
+            self.ray.cancel(ref, force=True)
+        self.running.clear()
+        self.pending.clear()
+        if self.board is not None:
+            self.ray.kill(self.board)
+            self.board = None
