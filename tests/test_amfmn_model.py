@@ -248,3 +248,21 @@ def test_a_clip_is_its_keyframe_file_or_else_its_middle_frame(tmp_path: Path) ->
     assert abs(middle.mean() - 120) < 4  # lossless-ish H.264: frame 4 of 0..8
     images = load_images([with_keyframes], 64)
     assert images.shape == (1, 3, 64, 64) and images.dtype == torch.uint8  # resized whole, aspect not kept
+
+
+def test_family_scoring_in_chunks_is_the_models_forward(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dvtr_data.baselines.amfmn import family as fam
+
+    model = small("similarity_att", keywords=True)
+    torch.manual_seed(5)
+    images = torch.randint(0, 256, (3, 3, 64, 64), dtype=torch.uint8)
+    ids = torch.tensor([[1, 2, 3], [4, 0, 0], [5, 6, 0], [7, 8, 9], [10, 0, 0]])
+    keywords = torch.tensor([[[2, 3]], [[0, 0]], [[4, 0]]])  # per clip; clip 1 has none
+    caption_clip = torch.tensor([0, 0, 1, 2, 2])
+    inputs = fam.AMFMNInputs(images, ids, keywords, caption_clip, None)
+    monkeypatch.setattr(fam, "PAIR_ELEMENTS", 1)  # one caption per block
+    got = fam.AMFMNFamily().similarity(model, inputs, "paper")
+    with torch.no_grad():
+        expected = model(fam.normalise(images), ids, keywords[caption_clip]).T
+    assert got.shape == (5, 3)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)

@@ -40,6 +40,7 @@ from .model import (
 from .text import Vocabulary, caption_tokens
 
 TRAIN_RESIZE = 278 / 256  # released: Resize((278, 278)) then RandomCrop(256)
+PAIR_ELEMENTS = 1 << 25  # scoring: at most this many elements in one [images, captions, embed] block (128 MiB)
 
 
 @dataclass
@@ -226,11 +227,12 @@ class AMFMNFamily(ModelFamily):
         visual = torch.cat([m.encode_image(normalise(part.to(dev))) for part in inputs.images.split(32)])
         text = torch.cat([m.encode_text(part.to(dev)) for part in inputs.ids.split(256)])
         rows = []
-        for start in range(0, text.shape[0], 256):
-            t = text[start : start + 256]
+        step = max(1, min(256, PAIR_ELEMENTS // max(visual.shape[0] * visual.shape[1], 1)))  # [V, step, E] per chunk
+        for start in range(0, text.shape[0], step):
+            t = text[start : start + step]
             kw = None
             if inputs.keywords is not None and m.options.keywords:
-                clips = inputs.caption_clip[start : start + 256]
+                clips = inputs.caption_clip[start : start + step]
                 kw = m.encode_keywords(inputs.keywords[clips].to(dev))
             rows.append(m.scores(visual, t, kw).T)
         return torch.cat(rows).float().cpu()
