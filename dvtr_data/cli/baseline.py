@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from dvtr_data.cli.common import _boundary, _progress, err, out
+from dvtr_data.cli.common import ProgressBars, _boundary, _progress, err, out
 from dvtr_data.errors import UsageError
 
 baseline_app = typer.Typer(
@@ -56,14 +56,8 @@ RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of the run 
 
 
 def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
-    tasks: dict[str, Any] = {}
-
-    def progress(label: str, done: int, total: int) -> None:
-        if label not in tasks:
-            tasks[label] = bar.add_task(label, total=total)
-        bar.update(tasks[label], completed=done, total=total)
-
-    return progress
+    """The baseline engine's ``(label, done, total)`` progress, rendered through the one reporting protocol."""
+    return ProgressBars(bar).reporter("baseline").callback()
 
 
 def _overrides(
