@@ -1,7 +1,6 @@
 """`split`, `export`, `import` and `card` from the command line: output, exit codes, one-line errors, help.
 
-The commands are mounted on a local Typer app exactly as `dvtr_data.cli` mounts them (``_boundary`` around each), so
-these tests do not depend on the registration; once registered, `tests/test_cli.py` covers them in the real app too.
+They run in the real app, inside its one error boundary (`dvtr_data.cli.common.BoundaryGroup`).
 """
 
 from __future__ import annotations
@@ -10,17 +9,13 @@ import pickle
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from dvtr_data.cli.common import _boundary
-from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, parse_ratios, split_cmd
+from dvtr_data.cli import app
+from dvtr_data.cli.dataset import parse_ratios
 from dvtr_data.errors import UsageError
 from dvtr_data.testing.tables import write_generated_dataset
 
-app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode="rich")
-for _name, _fn in (("split", split_cmd), ("export", export_cmd), ("import", import_cmd), ("card", card_cmd)):
-    app.command(_name)(_boundary(_fn))
 runner = CliRunner()
 
 

@@ -1,27 +1,16 @@
 """`dvtr-data precaption` and `precaption show`: help with examples, real runs, one-line errors and exit codes.
 
-The sub-app is mounted on a root app here exactly as cli.py mounts it (``app.add_typer(precaption_app,
-name="precaption")``), so these tests do not depend on the registration being in place.
+They run in the real app, inside its one error boundary.
 """
 
 from __future__ import annotations
 
-import typer
 from test_precaption_support import make_dataset
 from typer.testing import CliRunner
 
-from dvtr_data.cli.precaption import precaption_app
+from dvtr_data.cli import app as root
 
 runner = CliRunner()
-root = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-
-
-@root.callback()
-def _root() -> None:
-    pass
-
-
-root.add_typer(precaption_app, name="precaption")
 ENV = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from dvtr_data.cli.common import _boundary, err, out
+from dvtr_data.cli.common import err, out
 
 annotate_app = typer.Typer(
     name="annotate",
@@ -39,7 +39,7 @@ KeyOpt = Annotated[
 
 def _command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return annotate_app.command(name)(_boundary(fn))
+        return annotate_app.command(name)(fn)
 
     return deco
 

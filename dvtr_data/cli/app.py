@@ -19,7 +19,7 @@ from dvtr_data.cli.common import (
     ExecutorOpt,
     RayAddressOpt,
     WorkersOpt,
-    _boundary,
+    BoundaryGroup,
     _progress,
     err,
     out,
@@ -37,10 +37,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
     add_completion=False,
+    cls=BoundaryGroup,  # the one error boundary, around every command
 )
 def command(name: str | None = None, **kw: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        return app.command(name, **kw)(_boundary(fn))
+        return app.command(name, **kw)(fn)
 
     return deco
 
@@ -206,7 +207,7 @@ def demo_cmd(
 
 
 def _register_stage_commands() -> None:
-    """Commands of the later stages live in their own modules; they import this one for the error boundary."""
+    """Commands of the later stages live in their own modules (the boundary of `BoundaryGroup` covers them too)."""
     from dvtr_data.cli.annotate import annotate_app
     from dvtr_data.cli.baseline import baseline_app, search_cmd
     from dvtr_data.cli.clips import clips_cmd
@@ -215,13 +216,13 @@ def _register_stage_commands() -> None:
 
     app.add_typer(precaption_app, name="precaption")
     app.add_typer(annotate_app, name="annotate")
-    app.command("split")(_boundary(split_cmd))
-    app.command("export")(_boundary(export_cmd))
-    app.command("import")(_boundary(import_cmd))
-    app.command("card")(_boundary(card_cmd))
-    app.command("clips")(_boundary(clips_cmd))
+    app.command("split")(split_cmd)
+    app.command("export")(export_cmd)
+    app.command("import")(import_cmd)
+    app.command("card")(card_cmd)
+    app.command("clips")(clips_cmd)
     app.add_typer(baseline_app, name="baseline")
-    app.command("search")(search_cmd)  # already behind the error boundary
+    app.command("search")(search_cmd)
 
 
 _register_stage_commands()

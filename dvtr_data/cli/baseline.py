@@ -15,7 +15,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from dvtr_data.cli.common import ProgressBars, _boundary, _progress, err, out
+from dvtr_data.cli.common import ProgressBars, _progress, err, out
 from dvtr_data.errors import UsageError
 
 baseline_app = typer.Typer(
@@ -126,7 +126,6 @@ def _run(
 
 
 @baseline_app.command("run")
-@_boundary
 def run_cmd(
     baseline: Annotated[str, typer.Argument(help="A registered baseline name or a JSON config file (which may name a registered one as \"base\").")],
     dataset: DatasetOpt,
@@ -185,11 +184,10 @@ def _named_command(name: str, description: str) -> None:
         f"evaluation split in the paper and single-query protocols.\n\n"
         f"Example: [bold]dvtr-data baseline {name} --dataset my-dataset --split-eval val,test[/]"
     )
-    baseline_app.command(name, help=command.__doc__)(_boundary(command))
+    baseline_app.command(name, help=command.__doc__)(command)
 
 
 @baseline_app.command("resume")
-@_boundary
 def resume_cmd(
     run_id: Annotated[str, typer.Argument(help="The run to continue (a folder name under <dataset>/runs/).")],
     dataset: DatasetOpt,
@@ -212,7 +210,6 @@ def resume_cmd(
 
 
 @baseline_app.command("list")
-@_boundary
 def list_cmd() -> None:
     """List the registered baselines (one JSON config each; your own configs run by path).
 
@@ -229,7 +226,6 @@ def list_cmd() -> None:
 
 
 @baseline_app.command("table")
-@_boundary
 def table_cmd(
     dataset: DatasetOpt,
     split: Annotated[str, typer.Option("--split", help="Which evaluation split's final metrics to show.")] = "test",
@@ -279,7 +275,6 @@ def _span(a: float | None, b: float | None) -> str:
     return "-" if a is None or b is None else f"{mmss(a)}-{mmss(b)}"
 
 
-@_boundary
 def search_cmd(
     query: Annotated[str, typer.Argument(help="What to look for, in words.")],
     dataset: DatasetOpt,

@@ -6,13 +6,15 @@ Kept apart from `cli.py` (which assembles the app) so that command modules can i
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Self
 
+import click
 import typer
+from rich.text import Text
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -48,36 +50,46 @@ RayAddressOpt = Annotated[
 ]
 
 
-def _boundary(fn: Callable[..., Any]) -> Callable[..., Any]:
+def _in_boundary(run: Callable[[], Any]) -> Any:
     """The one error boundary: user errors become one line on stderr and a documented exit code."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
+    try:
+        return run()
+    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+        raise
+    except DvtrError as exc:
+        if os.environ.get("DVTR_DEBUG"):
             raise
-        except DvtrError as exc:
-            if os.environ.get("DVTR_DEBUG"):
-                raise
-            err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted; run the same command again to resume", highlight=False)
-            raise typer.Exit(130) from None
-        except Exception as exc:
-            if os.environ.get("DVTR_DEBUG"):
-                raise
-            err.print(
-                f"[bold red]internal error:[/] {type(exc).__name__}: {' '.join(str(exc).split())[:300]} "
+        err.print(Text.assemble(("error: ", "bold red"), one_line(str(exc))), highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume", highlight=False)
+        raise typer.Exit(130) from None
+    except Exception as exc:
+        if os.environ.get("DVTR_DEBUG"):
+            raise
+        err.print(
+            Text.assemble(
+                ("internal error: ", "bold red"),
+                f"{type(exc).__name__}: {one_line(str(exc), 300)} "
                 "(re-run with DVTR_DEBUG=1 for the traceback, and please report it)",
-                markup=True,
-                highlight=False,
-                soft_wrap=True,
-            )
-            raise typer.Exit(70) from None
+            ),
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(70) from None
 
-    return wrapper
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """``text`` as one line of at most ``limit`` characters (an error naming a 5 MB id stays readable)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+class BoundaryGroup(TyperGroup):
+    """The app's top group: every command, at any depth, runs inside the one error boundary, applied here once."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _in_boundary(lambda: super(BoundaryGroup, self).invoke(ctx))
 
 
 def _progress() -> Progress:

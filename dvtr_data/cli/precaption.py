@@ -1,13 +1,11 @@
 """`dvtr-data precaption`: the CLI over `dvtr_data.precaption` (registered in `dvtr_data.cli`).
 
 The group's callback runs the stage when no subcommand is given; `show CLIP_ID` prints one clip's drafts and tags.
-Both go through the one error boundary of `dvtr_data.cli`, imported when a command runs (cli.py imports this
-module, so importing it at the top would be circular).
+Both run inside the app's one error boundary (`dvtr_data.cli.common.BoundaryGroup`).
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -24,18 +22,6 @@ precaption_app = typer.Typer(
 DatasetOpt = Annotated[Path | None, typer.Option("--dataset", "-d", help="Dataset folder (made by `dvtr-data ingest`).")]
 
 
-def _bounded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run ``fn`` inside `dvtr_data.cli._boundary` (one line on stderr and a documented exit code per error)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from dvtr_data.cli.common import _boundary
-
-        return _boundary(fn)(*args, **kwargs)
-
-    return wrapper
-
-
 def _consoles():
     from dvtr_data.cli.common import err, out
 
@@ -43,7 +29,6 @@ def _consoles():
 
 
 @precaption_app.callback(invoke_without_command=True)
-@_bounded
 def precaption_cmd(
     ctx: typer.Context,
     dataset: DatasetOpt = None,
@@ -123,7 +108,6 @@ def precaption_cmd(
 
 
 @precaption_app.command("show")
-@_bounded
 def show_cmd(
     clip_id: Annotated[str, typer.Argument(help="Clip id (as in clips.parquet).")],
     dataset: DatasetOpt = None,
