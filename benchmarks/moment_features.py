@@ -11,7 +11,8 @@ per-clip video features and the per-token query features come from:
 * recomputed: the frozen CLIP image tower on ``--frames`` frames per 2-s clip (QVHighlights' CLIP features use
   one frame per clip) and the text tower on 32 tokens per query, at every step.
 
-The CLIP is open_clip's ``CLIP`` built from an inline tiny random config through ``load_clip`` (as the baseline
+The CLIP is open_clip's ``CLIP`` built from an inline tiny random config through ``load_clip`` (as the
+baseline
 engine builds its test backbone; nothing is downloaded), so the recomputation cost printed here is a lower
 bound: ViT-B/32 costs far more. The printed ratio is measured in one run, same machine, same data.
 """
@@ -41,8 +42,25 @@ TINY_CLIP = {
     "vision_cfg": {"image_size": 224, "layers": 2, "width": 128, "patch_size": 32},
     "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 128, "heads": 2, "layers": 2},
 }
-WORDS = ("a", "the", "drone", "flies", "over", "red", "white", "car", "boat", "road", "river", "field", "roof",
-         "bridge", "crowd", "near", "along")
+WORDS = (
+    "a",
+    "the",
+    "drone",
+    "flies",
+    "over",
+    "red",
+    "white",
+    "car",
+    "boat",
+    "road",
+    "river",
+    "field",
+    "roof",
+    "bridge",
+    "crowd",
+    "near",
+    "along",
+)
 
 
 def sync(device: torch.device) -> None:
@@ -88,21 +106,28 @@ def main() -> None:
     cfg = load_config(args.variant, **overrides)
     dim = TINY_CLIP["embed_dim"]
     two = cfg.variant == "ms-detr"
-    model = build_model(cfg, video_dim=2 * dim if two else dim, text_dim=dim, motion_dim=dim if two else 0).to(device)
+    model = build_model(
+        cfg, video_dim=2 * dim if two else dim, text_dim=dim, motion_dim=dim if two else 0
+    ).to(device)
     criterion = MomentCriterion(cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     b, n, f = args.batch, args.clips, args.frames
     g = torch.Generator().manual_seed(0)
     frames = torch.randn(b, n * f, 3, 224, 224, generator=g).to(device)
-    captions = [" ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (8,), generator=g)) for _ in range(b)]
+    captions = [
+        " ".join(WORDS[int(i)] for i in torch.randint(len(WORDS), (8,), generator=g)) for _ in range(b)
+    ]
     ids = tokenize(captions, 32).to(device)
     text_mask = ids != 0
     spans = [torch.tensor([[0.3 + 0.05 * (i % 4), 0.2]], device=device) for i in range(b)]
-    batch = {"spans": spans, "saliency_pos": torch.tensor([[int(0.3 * n)] * 2] * b, device=device),
-             "saliency_neg": torch.tensor([[0, n - 1]] * b, device=device),
-             "saliency_all": torch.zeros(b, n, device=device)}
-    batch["saliency_all"][:, int(0.2 * n): int(0.4 * n)] = 8.0
+    batch = {
+        "spans": spans,
+        "saliency_pos": torch.tensor([[int(0.3 * n)] * 2] * b, device=device),
+        "saliency_neg": torch.tensor([[0, n - 1]] * b, device=device),
+        "saliency_all": torch.zeros(b, n, device=device),
+    }
+    batch["saliency_all"][:, int(0.2 * n) : int(0.4 * n)] = 8.0
     video_mask = torch.ones(b, n, dtype=torch.bool, device=device)
 
     @torch.no_grad()
@@ -140,12 +165,17 @@ def main() -> None:
             sync(device)
             times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
-          f"threads {torch.get_num_threads()}, variant {cfg.variant}, hidden {cfg.hidden_dim}, batch {b} queries x "
-          f"{n} clips x {f} frame(s), tiny random CLIP ({dim}-d), {args.steps} steps each")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}), "
+        f"threads {torch.get_num_threads()}, variant {cfg.variant}, hidden {cfg.hidden_dim}, "
+        f"batch {b} queries x {n} clips x {f} frame(s), tiny random CLIP ({dim}-d), {args.steps} steps each"
+    )
     print(f"one-time feature extraction for the batch: {fill * 1000:.1f} ms")
     for k in ("cached", "recomputed"):
-        print(f"{k:>10}: median step {med[k] * 1000:8.1f} ms  (min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f})")
+        print(
+            f"{k:>10}: median step {med[k] * 1000:8.1f} ms  "
+            f"(min {min(times[k]) * 1000:.1f}, max {max(times[k]) * 1000:.1f})"
+        )
     print(f"recomputed / cached step time: {med['recomputed'] / med['cached']:.2f}x")
 
 

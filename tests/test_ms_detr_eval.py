@@ -34,8 +34,17 @@ def official_fixture() -> tuple[list[dict], list[dict]]:
             windows.append([start + length + 4, start + length + 10])
         clip_ids = sorted({c for w in windows for c in range(w[0] // 2, w[1] // 2)})
         ratings = rng.integers(0, 5, size=(len(clip_ids), 3)).tolist()
-        gts.append({"qid": qid, "query": f"q{qid}", "vid": f"v{qid}", "duration": duration,
-                    "relevant_windows": windows, "relevant_clip_ids": clip_ids, "saliency_scores": ratings})
+        gts.append(
+            {
+                "qid": qid,
+                "query": f"q{qid}",
+                "vid": f"v{qid}",
+                "duration": duration,
+                "relevant_windows": windows,
+                "relevant_clip_ids": clip_ids,
+                "saliency_scores": ratings,
+            }
+        )
         pred_windows = []
         for k in range(12):  # more than the 10 the evaluator keeps
             shift = float(rng.normal(0, length * 0.3 * (1 + k)))
@@ -49,12 +58,19 @@ def official_fixture() -> tuple[list[dict], list[dict]]:
         sal = np.round(rng.normal(0, 1, n_clips), 2)
         sal[clip_ids[0]] += 1.5
         sal[:3] = sal[3]  # ties
-        preds.append({"qid": qid, "vid": f"v{qid}", "pred_relevant_windows": pred_windows,
-                      "pred_saliency_scores": sal.tolist()})
+        preds.append(
+            {
+                "qid": qid,
+                "vid": f"v{qid}",
+                "pred_relevant_windows": pred_windows,
+                "pred_saliency_scores": sal.tolist(),
+            }
+        )
     return preds, gts
 
 
-# Printed by the official evaluator (`python -m standalone_eval.eval` of jayleicn/moment_detr@b7e553ac, run in a
+# Printed by the official evaluator (`python -m standalone_eval.eval` of jayleicn/moment_detr@b7e553ac, run
+# in a
 # temporary folder outside the repo with numpy and scikit-learn 1.9.1) on official_fixture() written as JSONL.
 OFFICIAL_BRIEF: dict[str, float] = {
     "MR-full-R1@0.5": 66.67,
@@ -106,7 +122,8 @@ def test_detection_ap_thresholds() -> None:
 
 # ---------------------------------------------------------------------------------------------- ranking AP
 def _naive_ranking_ap(y: list[int], s: list[float]) -> float:
-    """Every distinct score as a threshold; precision interpolated over higher recall; mean over recall steps."""
+    """Every distinct score as a threshold; precision interpolated over higher recall; mean over recall
+    steps."""
     points = []
     for thr in sorted(set(s), reverse=True):
         chosen = [yy for yy, ss in zip(y, s) if ss >= thr]
@@ -135,7 +152,7 @@ def test_ranking_ap_matches_naive_reference_with_ties() -> None:
         assert ranking_ap(y, s) == pytest.approx(_naive_ranking_ap(y.tolist(), s.tolist()))
 
 
-# ---------------------------------------------------------------------------------------------- buckets, ratings
+# ------------------------------------------------------------------------------------------- buckets, ratings
 def test_buckets_keep_only_windows_of_their_length() -> None:
     gts = [{"qid": 1, "relevant_windows": [[0, 10], [20, 32]]}, {"qid": 2, "relevant_windows": [[0, 60]]}]
     assert [g["relevant_windows"] for g in bucket_ground_truth(gts, "short")] == [[[0, 10]]]
@@ -152,10 +169,15 @@ def test_clip_ratings_reject_a_clip_past_the_video() -> None:
     assert clip_ratings(gt).shape == (4, 3)
 
 
-# ---------------------------------------------------------------------------------------------- whole evaluation
+# ------------------------------------------------------------------------------------------- whole evaluation
 def _single_query(pred_windows: list[list[float]], sal: list[float]) -> dict:
-    gt = {"qid": 7, "duration": 20, "relevant_windows": [[4, 10]], "relevant_clip_ids": [2, 3, 4],
-          "saliency_scores": [[4, 1, 0], [2, 4, 0], [0, 0, 0]]}
+    gt = {
+        "qid": 7,
+        "duration": 20,
+        "relevant_windows": [[4, 10]],
+        "relevant_clip_ids": [2, 3, 4],
+        "saliency_scores": [[4, 1, 0], [2, 4, 0], [0, 0, 0]],
+    }
     pred = {"qid": 7, "pred_relevant_windows": pred_windows, "pred_saliency_scores": sal}
     return evaluate([pred], [gt])
 
@@ -179,8 +201,13 @@ def test_evaluate_hand_case() -> None:
 
 
 def test_evaluate_rejects_mismatched_qids() -> None:
-    gt = {"qid": 1, "duration": 10, "relevant_windows": [[0, 2]], "relevant_clip_ids": [0],
-          "saliency_scores": [[1, 1, 1]]}
+    gt = {
+        "qid": 1,
+        "duration": 10,
+        "relevant_windows": [[0, 2]],
+        "relevant_clip_ids": [0],
+        "saliency_scores": [[1, 1, 1]],
+    }
     with pytest.raises(InputError, match="qids differ"):
         evaluate([{"qid": 2, "pred_relevant_windows": [[0, 2, 1]]}], [gt])
 
@@ -190,9 +217,13 @@ def test_exact_predictions_score_100() -> None:
     exact = []
     for g in gts:
         sal = clip_ratings(g).sum(1)
-        exact.append({"qid": g["qid"], "pred_relevant_windows": [[*w, 1.0 - 0.01 * i] for i, w in
-                                                                  enumerate(g["relevant_windows"])],
-                      "pred_saliency_scores": sal.tolist()})
+        exact.append(
+            {
+                "qid": g["qid"],
+                "pred_relevant_windows": [[*w, 1.0 - 0.01 * i] for i, w in enumerate(g["relevant_windows"])],
+                "pred_saliency_scores": sal.tolist(),
+            }
+        )
     b = evaluate(exact, gts)["brief"]
     for key in ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP", "MR-middle-mAP", "MR-long-mAP"):
         assert b[key] == pytest.approx(100.0), key
@@ -203,8 +234,14 @@ def test_exact_predictions_score_100() -> None:
 
 def test_shifted_predictions_score_less() -> None:
     _, gts = official_fixture()
-    shifted = [{"qid": g["qid"], "pred_relevant_windows": [[w[0] + 3, w[1] + 3, 1.0] for w in g["relevant_windows"]],
-                "pred_saliency_scores": clip_ratings(g).sum(1).tolist()} for g in gts]
+    shifted = [
+        {
+            "qid": g["qid"],
+            "pred_relevant_windows": [[w[0] + 3, w[1] + 3, 1.0] for w in g["relevant_windows"]],
+            "pred_saliency_scores": clip_ratings(g).sum(1).tolist(),
+        }
+        for g in gts
+    ]
     b = evaluate(shifted, gts)["brief"]
     assert b["MR-full-mAP"] < 100.0 and b["MR-full-R1@0.7"] < 100.0
     # a 3-s shift of a 4-s window leaves IoU 1/7: below every threshold

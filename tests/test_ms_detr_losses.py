@@ -9,7 +9,12 @@ import torch
 
 from dvtr_data.baselines.ms_detr.config import MomentConfig
 from dvtr_data.baselines.ms_detr.denoising import denoising_attn_mask, jitter_windows, make_denoising_queries
-from dvtr_data.baselines.ms_detr.losses import MomentCriterion, rank_contrastive_loss, sigmoid_focal_loss, weight_dict
+from dvtr_data.baselines.ms_detr.losses import (
+    MomentCriterion,
+    rank_contrastive_loss,
+    sigmoid_focal_loss,
+    weight_dict,
+)
 from dvtr_data.baselines.ms_detr.spans import cxw_to_xx
 
 LN2 = math.log(2)
@@ -43,25 +48,36 @@ def test_label_cross_entropy_weights_background_by_eos() -> None:
 def test_saliency_hinge() -> None:
     # scores .1 .5 .3; pairs (pos 0, neg 1) and (pos 2, neg 1), margin .2: .6 + .4 = 1.0, / (1 * 2) * 2 = 1.0
     crit = _criterion(variant="moment-detr")
-    out = {"saliency_scores": torch.tensor([[0.1, 0.5, 0.3]]), "video_mask": torch.ones(1, 3, dtype=torch.bool)}
+    out = {
+        "saliency_scores": torch.tensor([[0.1, 0.5, 0.3]]),
+        "video_mask": torch.ones(1, 3, dtype=torch.bool),
+    }
     batch = {"saliency_pos": torch.tensor([[0, 2]]), "saliency_neg": torch.tensor([[1, 1]])}
     assert crit.loss_saliency(out, batch).item() == pytest.approx(1.0)
 
 
 def test_rank_contrastive_hand_case() -> None:
     # one item, two clips scored 1 and 0, rated 12 and 0; negative-query scores 0 0. For every threshold 1..11
-    # only clip 0 is positive: logits / .5 = [2, 0, 0, 0] -> -log softmax_0 = log(1 + 3 e^-2). 11 thresholds / 12.
-    loss = rank_contrastive_loss(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[12.0, 0.0]]),
-                                 torch.ones(1, 2), 0.5)
+    # only clip 0 is positive: logits / .5 = [2, 0, 0, 0] -> -log softmax_0 = log(1 + 3 e^-2). 11 thresholds
+    # / 12.
+    loss = rank_contrastive_loss(
+        torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[12.0, 0.0]]), torch.ones(1, 2), 0.5
+    )
     assert loss.item() == pytest.approx(11 / 12 * math.log(1 + 3 * math.exp(-2)), rel=1e-5)
 
 
 def test_rank_contrastive_ignores_padding() -> None:
     # a padded third clip with a huge score must not change the loss
-    base = rank_contrastive_loss(torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[12.0, 0.0]]),
-                                 torch.ones(1, 2), 0.5)
-    padded = rank_contrastive_loss(torch.tensor([[1.0, 0.0, 50.0]]), torch.tensor([[0.0, 0.0, 50.0]]),
-                                   torch.tensor([[12.0, 0.0, 0.0]]), torch.tensor([[1.0, 1.0, 0.0]]), 0.5)
+    base = rank_contrastive_loss(
+        torch.tensor([[1.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[12.0, 0.0]]), torch.ones(1, 2), 0.5
+    )
+    padded = rank_contrastive_loss(
+        torch.tensor([[1.0, 0.0, 50.0]]),
+        torch.tensor([[0.0, 0.0, 50.0]]),
+        torch.tensor([[12.0, 0.0, 0.0]]),
+        torch.tensor([[1.0, 1.0, 0.0]]),
+        0.5,
+    )
     assert padded.item() == pytest.approx(base.item(), rel=1e-5)
 
 
@@ -69,10 +85,16 @@ def test_ms_detr_saliency_adds_negative_pair_term() -> None:
     # hinge 0 (pairs already separated by more than the margin), rank term as above, negative pair:
     # -log(1 - sigmoid(0)) per clip, summed over 2 clips = 2 ln 2
     crit = _criterion(variant="ms-detr")
-    out = {"saliency_scores": torch.tensor([[1.0, 0.0]]), "saliency_scores_neg": torch.zeros(1, 2),
-           "video_mask": torch.ones(1, 2, dtype=torch.bool)}
-    batch = {"saliency_pos": torch.tensor([[0, 0]]), "saliency_neg": torch.tensor([[1, 1]]),
-             "saliency_all": torch.tensor([[12.0, 0.0]])}
+    out = {
+        "saliency_scores": torch.tensor([[1.0, 0.0]]),
+        "saliency_scores_neg": torch.zeros(1, 2),
+        "video_mask": torch.ones(1, 2, dtype=torch.bool),
+    }
+    batch = {
+        "saliency_pos": torch.tensor([[0, 0]]),
+        "saliency_neg": torch.tensor([[1, 1]]),
+        "saliency_all": torch.tensor([[12.0, 0.0]]),
+    }
     expected = 0.0 + 11 / 12 * math.log(1 + 3 * math.exp(-2)) + 2 * LN2
     assert crit.loss_saliency(out, batch).item() == pytest.approx(expected, rel=1e-5)
 
@@ -132,7 +154,9 @@ def test_denoising_queries_keep_each_items_windows() -> None:
 def test_denoising_loss_hand_case() -> None:
     crit = _criterion(variant="ms-detr")
     enc = torch.nn.Embedding(2, 4)
-    dn = make_denoising_queries([torch.tensor([[0.5, 0.4]])], groups=1, noise_scale=0.0, label_enc=enc, num_queries=2)
+    dn = make_denoising_queries(
+        [torch.tensor([[0.5, 0.4]])], groups=1, noise_scale=0.0, label_enc=enc, num_queries=2
+    )
     # one layer, the copy predicts (.5, .2) with zero logits
     out = {"logits": torch.zeros(1, 1, 1, 2), "spans": torch.tensor([[[[0.5, 0.2]]]]), "queries": dn}
     losses = crit.denoising(out, "", 0)

@@ -55,7 +55,7 @@ def test_matcher_crosses_when_predictions_are_swapped() -> None:
     pred_spans = torch.tensor([[[0.8, 0.2], [0.2, 0.2], [0.5, 0.9]]])
     logits = torch.zeros(1, 3, 2)
     targets = [torch.tensor([[0.2, 0.2], [0.8, 0.2]])]
-    (i, j), = HungarianMatcher(cost_class=4, cost_span=10, cost_giou=1)(logits, pred_spans, targets)
+    ((i, j),) = HungarianMatcher(cost_class=4, cost_span=10, cost_giou=1)(logits, pred_spans, targets)
     assert dict(zip(i.tolist(), j.tolist())) == {0: 1, 1: 0}
 
 
@@ -63,10 +63,10 @@ def test_matcher_class_cost_breaks_a_tie() -> None:
     # two identical spans: the one with the higher foreground probability is matched
     pred_spans = torch.tensor([[[0.5, 0.2], [0.5, 0.2]]])
     logits = torch.tensor([[[0.0, 2.0], [2.0, 0.0]]])  # query 1 is foreground (class 0)
-    (i, j), = HungarianMatcher()(logits, pred_spans, [torch.tensor([[0.5, 0.2]])])
+    ((i, j),) = HungarianMatcher()(logits, pred_spans, [torch.tensor([[0.5, 0.2]])])
     assert i.tolist() == [1] and j.tolist() == [0]
 
 
 def test_matcher_with_no_window() -> None:
-    (i, j), = HungarianMatcher()(torch.zeros(1, 2, 2), torch.rand(1, 2, 2), [torch.zeros(0, 2)])
+    ((i, j),) = HungarianMatcher()(torch.zeros(1, 2, 2), torch.rand(1, 2, 2), [torch.zeros(0, 2)])
     assert len(i) == 0 and len(j) == 0

@@ -16,8 +16,19 @@ from dvtr_data.baselines.ms_detr.qvh_eval import evaluate
 from dvtr_data.baselines.ms_detr.synthetic import generate_moments
 from dvtr_data.baselines.ms_detr.train import moment_results_table, predict, train_moment_model
 
-TINY = {"hidden_dim": 32, "nheads": 4, "dim_feedforward": 64, "num_queries": 6, "dn_groups": 2, "dropout": 0.0,
-        "input_dropout": 0.0, "batch_size": 8, "lr": 1e-3, "device": "cpu", "eval_every": 1000}
+TINY = {
+    "hidden_dim": 32,
+    "nheads": 4,
+    "dim_feedforward": 64,
+    "num_queries": 6,
+    "dn_groups": 2,
+    "dropout": 0.0,
+    "input_dropout": 0.0,
+    "batch_size": 8,
+    "lr": 1e-3,
+    "device": "cpu",
+    "eval_every": 1000,
+}
 
 
 def _chance(folders: dict[str, Path], cfg) -> dict:
@@ -64,8 +75,15 @@ def test_tiny_model_overfits_planted_windows(tmp_path: Path, variant: str, epoch
     folders = generate_moments(tmp_path / "data", n_videos=8, seed=0)
     cfg = load_config(variant, **{**TINY, "epochs": epochs})
     before = _chance(folders, cfg)["MR-full-R1@0.7"]
-    metrics = train_moment_model(folders["qvh"], folders["video"], folders["text"], cfg, tmp_path / "run",
-                                 eval_splits=("train",), select_split=None)
+    metrics = train_moment_model(
+        folders["qvh"],
+        folders["video"],
+        folders["text"],
+        cfg,
+        tmp_path / "run",
+        eval_splits=("train",),
+        select_split=None,
+    )
     after = metrics["final"]["train"]
     assert before <= 25.0, before  # 16 queries, two planted windows per video: a random model rarely lands
     assert after["MR-full-R1@0.7"] >= 90.0, after

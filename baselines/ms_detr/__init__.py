@@ -1,4 +1,5 @@
-"""MS-DETR and Moment-DETR moment-retrieval baselines on QVHighlights-format folders, and the QVHighlights metrics.
+"""MS-DETR and Moment-DETR moment-retrieval baselines on QVHighlights-format folders, and the QVHighlights
+metrics.
 
 See README.md in this folder for the ported components, the deviations and the tests.
 """

@@ -1,4 +1,5 @@
-"""Configuration of the moment-retrieval baselines: one dataclass, defaults from the released training scripts.
+"""Configuration of the moment-retrieval baselines: one dataclass, defaults from the released training
+scripts.
 
 ``ms-detr`` follows ``ms_detr/scripts/train.sh`` (``--use_dn --use_tgt --use_sf --use_decoder_neg --interm_neg
 --use_interm --num_queries 20``); ``moment-detr`` follows jayleicn/moment_detr's ``train.sh`` (10 queries, one
@@ -85,9 +86,21 @@ class MomentConfig:
         if self.motion not in MOTION_SOURCES:
             raise InputError(f"motion must be one of {', '.join(MOTION_SOURCES)}, got {self.motion!r}")
         if self.hidden_dim % self.nheads or self.hidden_dim % 4:
-            raise InputError(f"hidden_dim {self.hidden_dim} must be a multiple of nheads ({self.nheads}) and of 4")
-        for name in ("enc_layers", "dec_layers", "num_queries", "n_input_proj", "max_v_l", "max_q_l", "batch_size",
-                     "epochs", "dn_groups", "eval_every"):
+            raise InputError(
+                f"hidden_dim {self.hidden_dim} must be a multiple of nheads ({self.nheads}) and of 4"
+            )
+        for name in (
+            "enc_layers",
+            "dec_layers",
+            "num_queries",
+            "n_input_proj",
+            "max_v_l",
+            "max_q_l",
+            "batch_size",
+            "epochs",
+            "dn_groups",
+            "eval_every",
+        ):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.n_input_proj > 3:
@@ -137,6 +150,8 @@ def load_config(name_or_path: str | Path, **overrides: Any) -> MomentConfig:
     else:
         entry = _config_folder().joinpath(f"{text}.json")
         if not entry.is_file():
-            raise UsageError(f"unknown moment baseline {text!r}", hint=f"registered: {', '.join(registered_names())}")
+            raise UsageError(
+                f"unknown moment baseline {text!r}", hint=f"registered: {', '.join(registered_names())}"
+            )
         data = json.loads(entry.read_text(encoding="utf-8"))
     return MomentConfig.from_dict({**data, **overrides}, source=text)

@@ -36,7 +36,9 @@ def read_split(qvh_dir: Path, split: str) -> list[dict[str, Any]]:
     """The query lines of ``<qvh_dir>/<split>.jsonl``; an InputError names a broken line."""
     path = Path(qvh_dir) / f"{split}.jsonl"
     if not path.is_file():
-        raise InputError(f"no {split} split: {path} does not exist", hint="export the dataset with --format qvhighlights")
+        raise InputError(
+            f"no {split} split: {path} does not exist", hint="export the dataset with --format qvhighlights"
+        )
     rows = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -98,8 +100,10 @@ class FeatureStore:
             feat = np.concatenate(parts, 1)
             known = next(iter(self._video.values()), None)
             if known is not None and known.shape[1] != feat.shape[1]:
-                raise InputError(f"video {vid} has {feat.shape[1]} feature columns, other videos {known.shape[1]}",
-                                 hint="all videos of a run need features from the same extractor")
+                raise InputError(
+                    f"video {vid} has {feat.shape[1]} feature columns, other videos {known.shape[1]}",
+                    hint="all videos of a run need features from the same extractor",
+                )
             self._video[vid] = feat
         return self._video[vid]
 
@@ -107,10 +111,14 @@ class FeatureStore:
         if qid not in self._text:
             feat = _load_npz(self.text_dir / f"qid{qid}.npz", "last_hidden_state")[: self.cfg.max_q_l]
             if feat.ndim != 2 or len(feat) == 0:
-                raise InputError(f"qid{qid}.npz: last_hidden_state must be (tokens, dim) with at least one token")
+                raise InputError(
+                    f"qid{qid}.npz: last_hidden_state must be (tokens, dim) with at least one token"
+                )
             known = next(iter(self._text.values()), None)
             if known is not None and known.shape[1] != feat.shape[1]:
-                raise InputError(f"qid{qid}.npz has {feat.shape[1]}-d tokens, other queries {known.shape[1]}-d")
+                raise InputError(
+                    f"qid{qid}.npz has {feat.shape[1]}-d tokens, other queries {known.shape[1]}-d"
+                )
             self._text[qid] = _l2(feat) if self.cfg.normalize_features else feat
         return self._text[qid]
 
@@ -128,8 +136,9 @@ class FeatureStore:
         return v.shape[1], motion, self.text(qid).shape[1]
 
 
-def saliency_labels(clip_ids: list[int], scores: list[list[float]], n_clips: int,
-                    rng: np.random.Generator) -> tuple[list[int], list[int], np.ndarray]:
+def saliency_labels(
+    clip_ids: list[int], scores: list[list[float]], n_clips: int, rng: np.random.Generator
+) -> tuple[list[int], list[int], np.ndarray]:
     """Hinge pairs and summed ratings (``get_saliency_labels_all`` with ``max_n=1``, easy negatives on).
 
     Positives: the relevant clip with the highest summed rating and one drawn at random; negatives: the lowest
@@ -153,9 +162,13 @@ def saliency_labels(clip_ids: list[int], scores: list[list[float]], n_clips: int
     return hard_pos + easy_pos, hard_neg + easy_neg, all_scores
 
 
-def span_labels(windows: list[list[float]], n_clips: int, clip_length: float, max_windows: int) -> torch.Tensor:
+def span_labels(
+    windows: list[list[float]], n_clips: int, clip_length: float, max_windows: int
+) -> torch.Tensor:
     """(n, 2) windows as centre/width normalised by the feature length ``n_clips × clip_length``."""
-    w = torch.tensor([list(map(float, x[:2])) for x in windows[:max_windows]], dtype=torch.float32).reshape(-1, 2)
+    w = torch.tensor([list(map(float, x[:2])) for x in windows[:max_windows]], dtype=torch.float32).reshape(
+        -1, 2
+    )
     return xx_to_cxw((w / (n_clips * clip_length)).clamp(0.0, 1.0))
 
 
@@ -175,14 +188,16 @@ class MomentDataset(torch.utils.data.Dataset):
         n = len(feat)
         tef_start = np.arange(n, dtype=np.float32) / n
         tef = np.stack([tef_start, tef_start + 1.0 / n], 1)
-        pos, neg, all_scores = saliency_labels(list(row.get("relevant_clip_ids") or []),
-                                               list(row.get("saliency_scores") or []), n, self.rng)
+        pos, neg, all_scores = saliency_labels(
+            list(row.get("relevant_clip_ids") or []), list(row.get("saliency_scores") or []), n, self.rng
+        )
         return {
             "meta": row,
             "video": torch.from_numpy(np.concatenate([feat, tef], 1)),
             "text": torch.from_numpy(self.store.text(row["qid"])),
             "spans": span_labels(row.get("relevant_windows") or [], n, cfg.clip_length, cfg.max_windows),
-            "saliency_pos": torch.tensor(pos), "saliency_neg": torch.tensor(neg),
+            "saliency_pos": torch.tensor(pos),
+            "saliency_neg": torch.tensor(neg),
             "saliency_all": torch.from_numpy(all_scores),
         }
 
@@ -203,9 +218,15 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         text[i, :t], tmask[i, :t] = x["text"], True
         sal[i, :n] = x["saliency_all"]
     return {
-        "meta": [x["meta"] for x in items], "video": video, "video_mask": vmask, "text": text, "text_mask": tmask,
-        "spans": [x["spans"] for x in items], "saliency_pos": torch.stack([x["saliency_pos"] for x in items]),
-        "saliency_neg": torch.stack([x["saliency_neg"] for x in items]), "saliency_all": sal,
+        "meta": [x["meta"] for x in items],
+        "video": video,
+        "video_mask": vmask,
+        "text": text,
+        "text_mask": tmask,
+        "spans": [x["spans"] for x in items],
+        "saliency_pos": torch.stack([x["saliency_pos"] for x in items]),
+        "saliency_neg": torch.stack([x["saliency_neg"] for x in items]),
+        "saliency_all": sal,
     }
 
 

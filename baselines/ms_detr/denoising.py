@@ -32,8 +32,11 @@ class DenoisingQueries:
     targets: torch.Tensor  # (n_copies, 2) clean centre/width windows, in the order of ``slots``
 
 
-def jitter_windows(spans: torch.Tensor, noise_scale: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Noisy copies of centre/width ``spans`` (N, 2): each end moves by U[0,1)·scale·width/2 with a random sign."""
+def jitter_windows(
+    spans: torch.Tensor, noise_scale: float, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Noisy copies of centre/width ``spans`` (N, 2): each end moves by U[0,1)·scale·width/2 with a random
+    sign."""
     if noise_scale <= 0 or len(spans) == 0:
         return spans.clone()
     xx = cxw_to_xx(spans)
@@ -45,7 +48,8 @@ def jitter_windows(spans: torch.Tensor, noise_scale: float, generator: torch.Gen
 
 
 def denoising_attn_mask(single_pad: int, groups: int, num_queries: int, device: torch.device) -> torch.Tensor:
-    """(pad + Q)² mask, True = blocked: matching queries cannot see the copies; groups cannot see each other."""
+    """(pad + Q)² mask, True = blocked: matching queries cannot see the copies; groups cannot see each
+    other."""
     pad = single_pad * groups
     size = pad + num_queries
     mask = torch.zeros(size, size, dtype=torch.bool, device=device)
@@ -57,8 +61,14 @@ def denoising_attn_mask(single_pad: int, groups: int, num_queries: int, device: 
     return mask
 
 
-def make_denoising_queries(target_spans: list[torch.Tensor], groups: int, noise_scale: float, label_enc: nn.Embedding,
-                           num_queries: int, generator: torch.Generator | None = None) -> DenoisingQueries | None:
+def make_denoising_queries(
+    target_spans: list[torch.Tensor],
+    groups: int,
+    noise_scale: float,
+    label_enc: nn.Embedding,
+    num_queries: int,
+    generator: torch.Generator | None = None,
+) -> DenoisingQueries | None:
     """Denoising queries for a batch; None when no item has a window."""
     counts = [len(t) for t in target_spans]
     single_pad = max(counts, default=0)
@@ -83,6 +93,11 @@ def make_denoising_queries(target_spans: list[torch.Tensor], groups: int, noise_
                 anchors[i, slot] = inverse_sigmoid(noisy[j])
                 slots.append((i, slot, j))
                 clean.append(spans[j].to(device))
-    return DenoisingQueries(content=content, anchors_unsig=anchors,
-                            attn_mask=denoising_attn_mask(single_pad, groups, num_queries, device),
-                            pad_size=pad, slots=slots, targets=torch.stack(clean))
+    return DenoisingQueries(
+        content=content,
+        anchors_unsig=anchors,
+        attn_mask=denoising_attn_mask(single_pad, groups, num_queries, device),
+        pad_size=pad,
+        slots=slots,
+        targets=torch.stack(clean),
+    )

@@ -54,13 +54,16 @@ class LinearLayer(nn.Module):
 
 def input_projection(in_dim: int, hidden: int, n_layers: int, dropout: float) -> nn.Sequential:
     """``n_layers`` LinearLayers; the last has no ReLU (``relu_args[n_input_proj - 1] = False``)."""
-    layers = [LinearLayer(in_dim if i == 0 else hidden, hidden, dropout=dropout, relu=i < n_layers - 1)
-              for i in range(n_layers)]
+    layers = [
+        LinearLayer(in_dim if i == 0 else hidden, hidden, dropout=dropout, relu=i < n_layers - 1)
+        for i in range(n_layers)
+    ]
     return nn.Sequential(*layers)
 
 
 def sine_position_embedding(mask: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
-    """(B, L) valid mask -> (B, L, dim) normalised sine embedding of the clip index (``PositionEmbeddingSine``).
+    """(B, L) valid mask -> (B, L, dim) normalised sine embedding of the clip index
+    (``PositionEmbeddingSine``).
 
     Positions are the running count of valid clips scaled to (0, 2π] by the item's own length.
     """
@@ -96,7 +99,8 @@ def activation(name: str) -> nn.Module:
 
 
 class ProjectedAttention(nn.Module):
-    """Multi-head attention without input projections (``attention.MultiheadAttention`` of DAB/Conditional DETR).
+    """Multi-head attention without input projections (``attention.MultiheadAttention`` of DAB/Conditional
+    DETR).
 
     Queries and keys arrive already projected (the decoder concatenates content and position parts, so their
     width can be twice the value width); values are split into heads as they are; one output projection.
@@ -110,8 +114,15 @@ class ProjectedAttention(nn.Module):
         nn.init.constant_(self.out_proj.bias, 0.0)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, attn_mask: torch.Tensor | None = None,
-                key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        *,
+        attn_mask: torch.Tensor | None = None,
+        key_padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """``attn_mask`` (Lq, Lk) and ``key_padding_mask`` (B, Lk) are True where attention is forbidden."""
         b, lq, _ = q.shape
         lk = k.shape[1]
@@ -130,7 +141,8 @@ class ProjectedAttention(nn.Module):
 
 
 class EncoderLayer(nn.Module):
-    """Post-norm self-attention encoder layer, positions added to queries and keys (``TransformerEncoderLayer``)."""
+    """Post-norm self-attention encoder layer, positions added to queries and keys
+    (``TransformerEncoderLayer``)."""
 
     def __init__(self, d: int, nhead: int, ff: int, dropout: float, act: str) -> None:
         super().__init__()
@@ -159,11 +171,18 @@ class TextToVideoLayer(nn.Module):
         self.drop, self.drop1, self.drop2 = nn.Dropout(dropout), nn.Dropout(dropout), nn.Dropout(dropout)
         self.act = activation(act)
 
-    def forward(self, vid: torch.Tensor, vid_pos: torch.Tensor, txt: torch.Tensor, txt_pos: torch.Tensor,
-                txt_pad: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        vid: torch.Tensor,
+        vid_pos: torch.Tensor,
+        txt: torch.Tensor,
+        txt_pos: torch.Tensor,
+        txt_pad: torch.Tensor,
+    ) -> torch.Tensor:
         out = self.attn(vid + vid_pos, txt + txt_pos, txt, key_padding_mask=txt_pad, need_weights=False)[0]
-        x = self.norm1(vid + self.drop1(out))
-        return self.norm2(x + self.drop2(self.linear2(self.drop(self.act(self.linear1(x))))))
+        x = vid + self.drop1(out)
+        # as released: the FFN reads norm1(x) but its residual is added to the un-normalised x
+        return self.norm2(x + self.drop2(self.linear2(self.drop(self.act(self.linear1(self.norm1(x)))))))
 
 
 class DabDecoderLayer(nn.Module):
@@ -187,8 +206,17 @@ class DabDecoderLayer(nn.Module):
         self.drop, self.drop1, self.drop2, self.drop3 = (nn.Dropout(dropout) for _ in range(4))
         self.act = activation(act)
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, *, query_pos: torch.Tensor, query_sine: torch.Tensor,
-                mem_pos: torch.Tensor, mem_pad: torch.Tensor, self_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        query_pos: torch.Tensor,
+        query_sine: torch.Tensor,
+        mem_pos: torch.Tensor,
+        mem_pad: torch.Tensor,
+        self_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
         q = self.sa_qcontent(tgt) + self.sa_qpos(query_pos)
         k = self.sa_kcontent(tgt) + self.sa_kpos(query_pos)
         tgt = self.norm1(tgt + self.drop1(self.self_attn(q, k, self.sa_v(tgt), attn_mask=self_mask)))
@@ -204,7 +232,9 @@ class DabDecoderLayer(nn.Module):
             k_content = k_content + k_pos
         q = torch.cat([q_content.view(b, nq, h, -1), self.ca_qpos_sine(query_sine).view(b, nq, h, -1)], 3)
         k = torch.cat([k_content.view(b, lk, h, -1), k_pos.view(b, lk, h, -1)], 3)
-        out = self.cross_attn(q.view(b, nq, 2 * d), k.view(b, lk, 2 * d), self.ca_v(memory), key_padding_mask=mem_pad)
+        out = self.cross_attn(
+            q.view(b, nq, 2 * d), k.view(b, lk, 2 * d), self.ca_v(memory), key_padding_mask=mem_pad
+        )
         tgt = self.norm2(tgt + self.drop2(out))
         return self.norm3(tgt + self.drop3(self.linear2(self.drop(self.act(self.linear1(tgt))))))
 
@@ -220,7 +250,9 @@ class DabDecoder(nn.Module):
 
     def __init__(self, d: int, nhead: int, ff: int, dropout: float, act: str, n_layers: int) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(DabDecoderLayer(d, nhead, ff, dropout, act, first=i == 0) for i in range(n_layers))
+        self.layers = nn.ModuleList(
+            DabDecoderLayer(d, nhead, ff, dropout, act, first=i == 0) for i in range(n_layers)
+        )
         self.norm = nn.LayerNorm(d)
         self.query_scale = MLP(d, d, d, 2)
         self.ref_point_head = MLP(d, d, d, 2)
@@ -230,8 +262,16 @@ class DabDecoder(nn.Module):
         nn.init.constant_(self.bbox_embed.layers[-1].bias, 0)
         self.d = d
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, *, anchors_unsig: torch.Tensor, mem_pos: torch.Tensor,
-                mem_pad: torch.Tensor, self_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        *,
+        anchors_unsig: torch.Tensor,
+        mem_pos: torch.Tensor,
+        mem_pad: torch.Tensor,
+        self_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         ref = anchors_unsig.sigmoid()
         refs = [ref]
         hs = []
@@ -242,8 +282,15 @@ class DabDecoder(nn.Module):
             if i > 0:
                 sine = sine * self.query_scale(out)
             sine = sine * (self.ref_anchor_head(out).sigmoid()[..., 0] / ref[..., 1]).unsqueeze(-1)
-            out = layer(out, memory, query_pos=query_pos, query_sine=sine, mem_pos=mem_pos, mem_pad=mem_pad,
-                        self_mask=self_mask)
+            out = layer(
+                out,
+                memory,
+                query_pos=query_pos,
+                query_sine=sine,
+                mem_pos=mem_pos,
+                mem_pad=mem_pad,
+                self_mask=self_mask,
+            )
             new_ref = (self.bbox_embed(out) + inverse_sigmoid(ref)).sigmoid()
             if i < len(self.layers) - 1:
                 refs.append(new_ref)
@@ -264,11 +311,19 @@ class DetrDecoderLayer(nn.Module):
         self.drop, self.drop1, self.drop2, self.drop3 = (nn.Dropout(dropout) for _ in range(4))
         self.act = activation(act)
 
-    def forward(self, tgt: torch.Tensor, memory: torch.Tensor, query_pos: torch.Tensor, mem_pos: torch.Tensor,
-                mem_pad: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor,
+        query_pos: torch.Tensor,
+        mem_pos: torch.Tensor,
+        mem_pad: torch.Tensor,
+    ) -> torch.Tensor:
         q = tgt + query_pos
         tgt = self.norm1(tgt + self.drop1(self.self_attn(q, q, tgt, need_weights=False)[0]))
-        out = self.cross_attn(tgt + query_pos, memory + mem_pos, memory, key_padding_mask=mem_pad, need_weights=False)[0]
+        out = self.cross_attn(
+            tgt + query_pos, memory + mem_pos, memory, key_padding_mask=mem_pad, need_weights=False
+        )[0]
         tgt = self.norm2(tgt + self.drop2(out))
         return self.norm3(tgt + self.drop3(self.linear2(self.drop(self.act(self.linear1(tgt))))))
 

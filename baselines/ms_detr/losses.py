@@ -3,7 +3,8 @@
 Terms, each named as in the released weight dict so logs compare:
 
 * ``loss_span`` (L1 on matched normalised centre/width, mean), ``loss_giou`` (1 − GIoU, mean),
-  ``loss_label`` (2-way cross-entropy, background weighted by ``eos_coef``, mean over all queries; plus the same
+  ``loss_label`` (2-way cross-entropy, background weighted by ``eos_coef``, mean over all queries; plus the
+  same
   on the negative-query pass with every query labelled background);
 * the same per earlier decoder layer (suffix ``_0`` ...), on the encoder's top-k proposals (``_interm``) and,
   labels only, on the proposals under the negative query (``_interm_neg``);
@@ -32,13 +33,22 @@ FOREGROUND, BACKGROUND = 0, 1
 
 def weight_dict(cfg: MomentConfig) -> dict[str, float]:
     """The weight of every loss term (``build_model`` of the released code)."""
-    base = {"loss_span": cfg.span_loss_coef, "loss_giou": cfg.giou_loss_coef, "loss_label": cfg.label_loss_coef,
-            "loss_saliency": cfg.lw_saliency}
+    base = {
+        "loss_span": cfg.span_loss_coef,
+        "loss_giou": cfg.giou_loss_coef,
+        "loss_label": cfg.label_loss_coef,
+        "loss_saliency": cfg.lw_saliency,
+    }
     w = dict(base)
     dn = cfg.variant == "ms-detr" and cfg.use_dn
     if dn:
-        w.update({"tgt_loss_ce": cfg.label_loss_coef, "tgt_loss_bbox": cfg.span_loss_coef,
-                  "tgt_loss_giou": cfg.giou_loss_coef})
+        w.update(
+            {
+                "tgt_loss_ce": cfg.label_loss_coef,
+                "tgt_loss_bbox": cfg.span_loss_coef,
+                "tgt_loss_giou": cfg.giou_loss_coef,
+            }
+        )
     if cfg.aux_loss:
         layer_terms = {k: v for k, v in w.items() if k != "loss_saliency"}
         for i in range(cfg.dec_layers - 1):
@@ -51,7 +61,9 @@ def weight_dict(cfg: MomentConfig) -> dict[str, float]:
     return w
 
 
-def sigmoid_focal_loss(logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0) -> torch.Tensor:
+def sigmoid_focal_loss(
+    logits: torch.Tensor, targets: torch.Tensor, alpha: float = 0.25, gamma: float = 2.0
+) -> torch.Tensor:
     """Element-wise focal loss on independent sigmoids (RetinaNet), not reduced."""
     prob = logits.sigmoid()
     ce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
@@ -71,8 +83,12 @@ class MomentCriterion(nn.Module):
         self.register_buffer("class_weight", torch.tensor([1.0, cfg.eos_coef]))
 
     # -------------------------------------------------------------------------------------------- terms
-    def loss_spans(self, pred_spans: torch.Tensor, targets: list[torch.Tensor],
-                   indices: list[tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    def loss_spans(
+        self,
+        pred_spans: torch.Tensor,
+        targets: list[torch.Tensor],
+        indices: list[tuple[torch.Tensor, torch.Tensor]],
+    ) -> dict[str, torch.Tensor]:
         src = torch.cat([pred_spans[b, i] for b, (i, _) in enumerate(indices)])
         tgt = torch.cat([t[j].to(src) for t, (_, j) in zip(targets, indices)])
         if len(tgt) == 0:
@@ -81,15 +97,22 @@ class MomentCriterion(nn.Module):
         giou = torch.diag(generalized_temporal_iou(cxw_to_xx(src), cxw_to_xx(tgt)))
         return {"loss_span": F.l1_loss(src, tgt, reduction="none").mean(), "loss_giou": (1 - giou).mean()}
 
-    def label_ce(self, logits: torch.Tensor, indices: list[tuple[torch.Tensor, torch.Tensor]] | None) -> torch.Tensor:
-        """Weighted CE, reduced by a plain mean over queries (``reduction='none'`` then ``.mean()``, as released)."""
+    def label_ce(
+        self, logits: torch.Tensor, indices: list[tuple[torch.Tensor, torch.Tensor]] | None
+    ) -> torch.Tensor:
+        """Weighted CE, reduced by a plain mean over queries (``reduction='none'`` then ``.mean()``, as
+        released)."""
         target = torch.full(logits.shape[:2], BACKGROUND, dtype=torch.long, device=logits.device)
         if indices is not None:
             for b, (i, _) in enumerate(indices):
                 target[b, i.to(logits.device)] = FOREGROUND
-        return F.cross_entropy(logits.transpose(1, 2), target, self.class_weight.to(logits), reduction="none").mean()
+        return F.cross_entropy(
+            logits.transpose(1, 2), target, self.class_weight.to(logits), reduction="none"
+        ).mean()
 
-    def loss_labels(self, out: dict[str, Any], indices: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    def loss_labels(
+        self, out: dict[str, Any], indices: list[tuple[torch.Tensor, torch.Tensor]]
+    ) -> torch.Tensor:
         loss = self.label_ce(out["pred_logits"], indices)
         if "pred_logits_neg" in out:
             loss = loss + self.label_ce(out["pred_logits_neg"], None)
@@ -108,7 +131,11 @@ class MomentCriterion(nn.Module):
             return hinge
         neg_scores = out["saliency_scores_neg"]
         neg_pair = (-torch.log(1.0 - torch.sigmoid(neg_scores)) * mask).sum(1).mean()
-        return hinge + rank_contrastive_loss(scores, neg_scores, batch["saliency_all"], mask, self.cfg.rank_tau) + neg_pair
+        return (
+            hinge
+            + rank_contrastive_loss(scores, neg_scores, batch["saliency_all"], mask, self.cfg.rank_tau)
+            + neg_pair
+        )
 
     def denoising(self, dn: dict[str, Any], suffix: str, layer: int) -> dict[str, torch.Tensor]:
         q = dn["queries"]
@@ -135,12 +162,16 @@ class MomentCriterion(nn.Module):
         losses["loss_saliency"] = self.loss_saliency(out, batch)
         for i, aux in enumerate(out.get("aux_outputs", [])):
             idx = self.matcher(aux["pred_logits"], aux["pred_spans"], targets)
-            losses.update({f"{k}_{i}": v for k, v in self.loss_spans(aux["pred_spans"], targets, idx).items()})
+            losses.update(
+                {f"{k}_{i}": v for k, v in self.loss_spans(aux["pred_spans"], targets, idx).items()}
+            )
             losses[f"loss_label_{i}"] = self.loss_labels(aux, idx)
         if "interm_outputs" in out:
             interm = out["interm_outputs"]
             idx = self.matcher(interm["pred_logits"], interm["pred_spans"], targets)
-            losses.update({f"{k}_interm": v for k, v in self.loss_spans(interm["pred_spans"], targets, idx).items()})
+            losses.update(
+                {f"{k}_interm": v for k, v in self.loss_spans(interm["pred_spans"], targets, idx).items()}
+            )
             losses["loss_label_interm"] = self.label_ce(interm["pred_logits"], idx)
         if "interm_outputs_neg" in out:
             losses["loss_label_interm_neg"] = self.label_ce(out["interm_outputs_neg"]["pred_logits"], None)
@@ -156,8 +187,9 @@ class MomentCriterion(nn.Module):
         return sum(losses[k] * self.weights[k] for k in losses if k in self.weights)  # type: ignore[return-value]
 
 
-def rank_contrastive_loss(scores: torch.Tensor, neg_scores: torch.Tensor, ratings: torch.Tensor, mask: torch.Tensor,
-                          tau: float) -> torch.Tensor:
+def rank_contrastive_loss(
+    scores: torch.Tensor, neg_scores: torch.Tensor, ratings: torch.Tensor, mask: torch.Tensor, tau: float
+) -> torch.Tensor:
     """MS-DETR's rank-contrastive saliency loss.
 
     For each threshold r = 1..11 of the summed ratings (0..12), the clips rated ≥ r are positives of a softmax

@@ -13,7 +13,8 @@ from .spans import cxw_to_xx, generalized_temporal_iou
 
 
 def linear_sum_assignment(cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Minimum-cost assignment of a (rows, cols) matrix; every row is assigned when rows <= cols, else every col.
+    """Minimum-cost assignment of a (rows, cols) matrix; every row is assigned when rows <= cols, else every
+    col.
 
     Returns ``(row_ind, col_ind)`` with ``row_ind`` increasing, like ``scipy.optimize.linear_sum_assignment``.
     """
@@ -87,8 +88,9 @@ class HungarianMatcher(nn.Module):
         self.cost_giou = cost_giou
 
     @torch.no_grad()
-    def forward(self, pred_logits: torch.Tensor, pred_spans: torch.Tensor,
-                target_spans: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def forward(
+        self, pred_logits: torch.Tensor, pred_spans: torch.Tensor, target_spans: list[torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """``pred_logits`` (B, Q, 2), ``pred_spans`` (B, Q, 2), one (n_i, 2) tensor of windows per item."""
         indices = []
         prob_fg = pred_logits.softmax(-1)[..., 0]
@@ -98,8 +100,10 @@ class HungarianMatcher(nn.Module):
                 indices.append((empty, empty))
                 continue
             spans = pred_spans[b]
-            cost = (self.cost_span * torch.cdist(spans, tgt.to(spans), p=1)
-                    - self.cost_giou * generalized_temporal_iou(cxw_to_xx(spans), cxw_to_xx(tgt.to(spans)))
-                    - self.cost_class * prob_fg[b][:, None])
+            cost = (
+                self.cost_span * torch.cdist(spans, tgt.to(spans), p=1)
+                - self.cost_giou * generalized_temporal_iou(cxw_to_xx(spans), cxw_to_xx(tgt.to(spans)))
+                - self.cost_class * prob_fg[b][:, None]
+            )
             indices.append(linear_sum_assignment(cost))
         return indices

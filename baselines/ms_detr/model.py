@@ -68,9 +68,12 @@ class MSDETR(nn.Module):
         layer = TextToVideoLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation)
         self.motion_stream = clones(layer, cfg.cross_enc_layers)  # transformer_sf
         self.semantic_stream = clones(layer, cfg.cross_enc_layers)  # transformer_clip
-        self.encoder = clones(EncoderLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation),
-                              cfg.enc_layers)
-        self.decoder = DabDecoder(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, cfg.dec_layers)
+        self.encoder = clones(
+            EncoderLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation), cfg.enc_layers
+        )
+        self.decoder = DabDecoder(
+            d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation, cfg.dec_layers
+        )
         for part in (self.motion_stream, self.semantic_stream, self.encoder, self.decoder):
             _xavier(part)
         # one class head and one span head shared by every decoder layer (the released ModuleList repeats one
@@ -87,13 +90,15 @@ class MSDETR(nn.Module):
         self.global_pos = nn.Parameter(torch.randn(d))
 
     # -------------------------------------------------------------------------------------------- encoder
-    def encode(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor,
-               text_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Two text-guided streams, fused, then the shared encoder. Returns memory, global token and positions."""
+    def encode(
+        self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Two text-guided streams, fused, then the shared encoder. Returns memory, global token and
+        positions."""
         b = video.shape[0]
         tef = video[..., -2:]
         motion = torch.cat([video[..., : self.motion_dim], tef], -1)
-        semantic = torch.cat([video[..., self.motion_dim: self.motion_dim + self.semantic_dim], tef], -1)
+        semantic = torch.cat([video[..., self.motion_dim : self.motion_dim + self.semantic_dim], tef], -1)
         txt = self.input_txt_proj(text)
         txt_pos = torch.zeros_like(txt)
         txt_pad = ~text_mask
@@ -140,12 +145,22 @@ class MSDETR(nn.Module):
         gather = top.unsqueeze(-1)
         anchors_unsig = torch.gather(coord_unsig, 1, gather.expand(-1, -1, 2))
         content = torch.gather(out_mem, 1, gather.expand(-1, -1, out_mem.shape[-1]))
-        return {"anchors_unsig": anchors_unsig, "interm_spans": anchors_unsig.sigmoid(),
-                "interm_logits": self.enc_class_embed(content), "top": top}
+        return {
+            "anchors_unsig": anchors_unsig,
+            "interm_spans": anchors_unsig.sigmoid(),
+            "interm_logits": self.enc_class_embed(content),
+            "top": top,
+        }
 
     # -------------------------------------------------------------------------------------------- one pass
-    def _pass(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-              dn: DenoisingQueries | None) -> dict[str, Any]:
+    def _pass(
+        self,
+        video: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        dn: DenoisingQueries | None,
+    ) -> dict[str, Any]:
         enc = self.encode(video, video_mask, text, text_mask)
         memory, mem_global = enc["memory"], enc["global"]
         b = memory.shape[0]
@@ -157,35 +172,48 @@ class MSDETR(nn.Module):
             tgt = torch.cat([dn.content, tgt], 1)
             anchors = torch.cat([dn.anchors_unsig, anchors], 1)
             self_mask = dn.attn_mask
-        hs, refs = self.decoder(tgt, memory, anchors_unsig=anchors, mem_pos=enc["pos"], mem_pad=enc["pad"],
-                                self_mask=self_mask)
+        hs, refs = self.decoder(
+            tgt, memory, anchors_unsig=anchors, mem_pos=enc["pos"], mem_pad=enc["pad"], self_mask=self_mask
+        )
         logits = self.class_embed(hs)  # (layers, B, Q', 2)
         spans = (self.span_embed(hs) + inverse_sigmoid(refs)).sigmoid()
         pad_size = dn.pad_size if dn is not None else 0
         saliency = (self.saliency_proj1(memory) * self.saliency_proj2(mem_global).unsqueeze(1)).sum(-1)
         return {
-            "logits": logits[:, :, pad_size:], "spans": spans[:, :, pad_size:],
-            "dn_logits": logits[:, :, :pad_size], "dn_spans": spans[:, :, :pad_size],
+            "logits": logits[:, :, pad_size:],
+            "spans": spans[:, :, pad_size:],
+            "dn_logits": logits[:, :, :pad_size],
+            "dn_spans": spans[:, :, :pad_size],
             "interm": {"pred_logits": prop["interm_logits"], "pred_spans": prop["interm_spans"]},
             "saliency": saliency / math.sqrt(self.cfg.hidden_dim),
         }
 
-    def forward(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                target_spans: list[torch.Tensor] | None = None) -> dict[str, Any]:
+    def forward(
+        self,
+        video: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        target_spans: list[torch.Tensor] | None = None,
+    ) -> dict[str, Any]:
         """``target_spans`` (normalised centre/width, one tensor per item) turns on denoising queries."""
         cfg = self.cfg
         dn = None
         if self.training and cfg.use_dn and target_spans is not None:
-            dn = make_denoising_queries(target_spans, cfg.dn_groups, cfg.box_noise_scale, self.label_enc,
-                                        cfg.num_queries)
+            dn = make_denoising_queries(
+                target_spans, cfg.dn_groups, cfg.box_noise_scale, self.label_enc, cfg.num_queries
+            )
         pos = self._pass(video, video_mask, text, text_mask, dn)
         out: dict[str, Any] = {
-            "pred_logits": pos["logits"][-1], "pred_spans": pos["spans"][-1],
-            "saliency_scores": pos["saliency"], "video_mask": video_mask,
+            "pred_logits": pos["logits"][-1],
+            "pred_spans": pos["spans"][-1],
+            "saliency_scores": pos["saliency"],
+            "video_mask": video_mask,
         }
         if cfg.aux_loss:
-            out["aux_outputs"] = [{"pred_logits": a, "pred_spans": s} for a, s in
-                                  zip(pos["logits"][:-1], pos["spans"][:-1])]
+            out["aux_outputs"] = [
+                {"pred_logits": a, "pred_spans": s} for a, s in zip(pos["logits"][:-1], pos["spans"][:-1])
+            ]
         if cfg.use_interm:
             out["interm_outputs"] = pos["interm"]
         if dn is not None:
@@ -214,10 +242,12 @@ class MomentDETR(nn.Module):
         self.cfg = cfg
         self.input_vid_proj = input_projection(video_dim + 2, d, cfg.n_input_proj, cfg.input_dropout)
         self.input_txt_proj = input_projection(text_dim, d, cfg.n_input_proj, cfg.input_dropout)
-        self.encoder = clones(EncoderLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation),
-                              cfg.enc_layers)
-        self.decoder = clones(DetrDecoderLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation),
-                              cfg.dec_layers)
+        self.encoder = clones(
+            EncoderLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation), cfg.enc_layers
+        )
+        self.decoder = clones(
+            DetrDecoderLayer(d, cfg.nheads, cfg.dim_feedforward, cfg.dropout, cfg.activation), cfg.dec_layers
+        )
         self.decoder_norm = nn.LayerNorm(d)
         for part in (self.encoder, self.decoder):
             _xavier(part)
@@ -226,8 +256,14 @@ class MomentDETR(nn.Module):
         self.span_embed = MLP(d, d, 2, 3)
         self.saliency_proj = nn.Linear(d, 1)
 
-    def forward(self, video: torch.Tensor, video_mask: torch.Tensor, text: torch.Tensor, text_mask: torch.Tensor,
-                target_spans: list[torch.Tensor] | None = None) -> dict[str, Any]:
+    def forward(
+        self,
+        video: torch.Tensor,
+        video_mask: torch.Tensor,
+        text: torch.Tensor,
+        text_mask: torch.Tensor,
+        target_spans: list[torch.Tensor] | None = None,
+    ) -> dict[str, Any]:
         b, length, _ = video.shape
         vid = self.input_vid_proj(video)
         txt = self.input_txt_proj(text)
@@ -246,16 +282,21 @@ class MomentDETR(nn.Module):
         logits = self.class_embed(h)
         spans = self.span_embed(h).sigmoid()
         out: dict[str, Any] = {
-            "pred_logits": logits[-1], "pred_spans": spans[-1], "video_mask": video_mask,
+            "pred_logits": logits[-1],
+            "pred_spans": spans[-1],
+            "video_mask": video_mask,
             "saliency_scores": self.saliency_proj(x[:, :length]).squeeze(-1),
         }
         if self.cfg.aux_loss:
-            out["aux_outputs"] = [{"pred_logits": a, "pred_spans": s} for a, s in zip(logits[:-1], spans[:-1])]
+            out["aux_outputs"] = [
+                {"pred_logits": a, "pred_spans": s} for a, s in zip(logits[:-1], spans[:-1])
+            ]
         return out
 
 
 def build_model(cfg: MomentConfig, *, video_dim: int, text_dim: int, motion_dim: int = 0) -> nn.Module:
-    """The model of ``cfg.variant``. ``video_dim`` excludes the TEF columns; for MS-DETR ``motion_dim`` of them
+    """The model of ``cfg.variant``. ``video_dim`` excludes the TEF columns; for MS-DETR ``motion_dim`` of
+    them
     are the motion stream and the rest the semantics stream."""
     if cfg.variant == "moment-detr":
         return MomentDETR(cfg, video_dim=video_dim, text_dim=text_dim)

@@ -1,7 +1,8 @@
 """QVHighlights metrics (moment retrieval and highlight detection), written from the definitions.
 
 The numbers match Moment-DETR's ``standalone_eval/eval.py`` (which MS-DETR ships unchanged) on the same
-files; ``tests/test_ms_detr_eval.py`` holds values printed by that evaluator. Two behaviours differ on purpose:
+files; ``tests/test_ms_detr_eval.py`` holds values printed by that evaluator. Two behaviours differ on
+purpose:
 
 * a length bucket (short, middle, long) without any ground-truth window is reported as ``None`` instead of
   crashing the whole evaluation (the official script raises a ``TypeError`` on the empty mean);
@@ -47,14 +48,19 @@ def iou_cross(spans1: np.ndarray, spans2: np.ndarray) -> np.ndarray:
     """IoU of every window of ``spans1`` (N, 2) with every window of ``spans2`` (M, 2), in seconds."""
     a = np.asarray(spans1, dtype=float).reshape(-1, 2)
     b = np.asarray(spans2, dtype=float).reshape(-1, 2)
-    inter = np.clip(np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    inter = np.clip(
+        np.minimum(a[:, None, 1], b[None, :, 1]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None
+    )
     union = (a[:, 1] - a[:, 0])[:, None] + (b[:, 1] - b[:, 0])[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 # ---------------------------------------------------------------------------------------------- AP
-def detection_ap(gt_windows: Sequence[Sequence[float]], preds: Sequence[Sequence[float]],
-                 thresholds: Sequence[float] = IOU_THRESHOLDS) -> np.ndarray:
+def detection_ap(
+    gt_windows: Sequence[Sequence[float]],
+    preds: Sequence[Sequence[float]],
+    thresholds: Sequence[float] = IOU_THRESHOLDS,
+) -> np.ndarray:
     """Average precision of scored windows ``[start, end, score]`` against ``gt_windows``, per threshold.
 
     Predictions are taken in decreasing score (ties keep their given order); each one claims the free
@@ -109,7 +115,8 @@ def _voc_ap(precision: np.ndarray, recall: np.ndarray) -> float:
 
 
 def ranking_ap(y_true: np.ndarray, scores: np.ndarray) -> float:
-    """Interpolated AP of a ranking, at every distinct recall level (what ``get_ap`` of the evaluator computes).
+    """Interpolated AP of a ranking, at every distinct recall level (what ``get_ap`` of the evaluator
+    computes).
 
     All-negative labels give 0 and all-positive labels give 1, as in the reference. Tied scores form one
     threshold: precision and recall are measured after the whole tie group.
@@ -134,7 +141,7 @@ def ranking_ap(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(np.mean(envelope[first[keep]]))
 
 
-# ---------------------------------------------------------------------------------------------- moment retrieval
+# ------------------------------------------------------------------------------------------- moment retrieval
 def _by_qid(rows: Sequence[dict[str, Any]], what: str) -> dict[Any, dict[str, Any]]:
     out: dict[Any, dict[str, Any]] = {}
     for row in rows:
@@ -163,7 +170,9 @@ def bucket_ground_truth(ground_truth: Sequence[dict[str, Any]], name: str) -> li
     return kept
 
 
-def moment_metrics(predictions: dict[Any, dict[str, Any]], ground_truth: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def moment_metrics(
+    predictions: dict[Any, dict[str, Any]], ground_truth: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
     """R1 at every threshold and mAP per threshold (and their mean) over the given queries, in percent."""
     aps = []
     r1_hits = {thr: [] for thr in IOU_THRESHOLDS}
@@ -182,8 +191,10 @@ def moment_metrics(predictions: dict[Any, dict[str, Any]], ground_truth: Sequenc
             r1_hits[thr].append(best >= thr)
     ap_mean = np.mean(np.stack(aps), axis=0)
     return {
-        "mAP": {**{f"{t:.2f}".rstrip("0"): 100.0 * float(v) for t, v in zip(IOU_THRESHOLDS, ap_mean)},
-                "average": 100.0 * float(np.mean(ap_mean))},
+        "mAP": {
+            **{f"{t:.2f}".rstrip("0"): 100.0 * float(v) for t, v in zip(IOU_THRESHOLDS, ap_mean)},
+            "average": 100.0 * float(np.mean(ap_mean)),
+        },
         "R1": {f"{t:.2f}".rstrip("0"): 100.0 * float(np.mean(r1_hits[t])) for t in IOU_THRESHOLDS},
         "n_queries": len(ground_truth),
     }
@@ -191,25 +202,31 @@ def moment_metrics(predictions: dict[Any, dict[str, Any]], ground_truth: Sequenc
 
 # ---------------------------------------------------------------------------------------------- highlights
 def clip_ratings(gt: dict[str, Any], clip_length: float = CLIP_LENGTH) -> np.ndarray:
-    """(int(duration / clip_length), 3) ratings of every clip of the video; clips outside the windows are 0."""
+    """(int(duration / clip_length), 3) ratings of every clip of the video; clips outside the windows are
+    0."""
     n_clips = int(float(gt["duration"]) / clip_length)
     ratings = np.zeros((n_clips, 3))
     ids = list(gt.get("relevant_clip_ids") or [])
     scores = list(gt.get("saliency_scores") or [])
     if len(ids) != len(scores):
-        raise InputError(f"qid {gt['qid']}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores rows")
+        raise InputError(
+            f"qid {gt['qid']}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores rows"
+        )
     for cid, row in zip(ids, scores):
         if not 0 <= int(cid) < n_clips:
-            raise InputError(f"qid {gt['qid']}: clip id {cid} outside the {n_clips} clips of a {gt['duration']} s video",
-                             hint="clip ids must be below int(duration / 2)")
+            raise InputError(
+                f"qid {gt['qid']}: clip id {cid} outside the {n_clips} clips of a {gt['duration']} s video",
+                hint="clip ids must be below int(duration / 2)",
+            )
         if len(row) != 3:
             raise InputError(f"qid {gt['qid']}: saliency rows need exactly three ratings, got {row}")
         ratings[int(cid)] = row
     return ratings
 
 
-def highlight_metrics(predictions: dict[Any, dict[str, Any]], ground_truth: Sequence[dict[str, Any]],
-                      min_rating: int) -> dict[str, float]:
+def highlight_metrics(
+    predictions: dict[Any, dict[str, Any]], ground_truth: Sequence[dict[str, Any]], min_rating: int
+) -> dict[str, float]:
     """HL mAP and HIT@1 (percent) with clips rated at least ``min_rating`` as positives."""
     aps = []
     hits = []
@@ -239,8 +256,10 @@ def evaluate(submission: Sequence[dict[str, Any]], ground_truth: Sequence[dict[s
     missing = [g["qid"] for g in gts if g["qid"] not in preds]
     extra = set(preds) - {g["qid"] for g in gts}
     if missing or extra:
-        raise InputError(f"qids differ between predictions and ground truth: missing {missing[:5]}, "
-                         f"extra {sorted(map(str, extra))[:5]}")
+        raise InputError(
+            f"qids differ between predictions and ground truth: missing {missing[:5]}, "
+            f"extra {sorted(map(str, extra))[:5]}"
+        )
     has_mr = any("pred_relevant_windows" in p for p in preds.values())
     has_hl = any("pred_saliency_scores" in p for p in preds.values())
     brief: dict[str, float | None] = {}
@@ -250,13 +269,15 @@ def evaluate(submission: Sequence[dict[str, Any]], ground_truth: Sequence[dict[s
             part = bucket_ground_truth(gts, name)
             buckets[name] = moment_metrics(preds, part) if part else None
         full = buckets["full"]
-        brief.update({
-            "MR-full-R1@0.5": full["R1"]["0.5"],
-            "MR-full-R1@0.7": full["R1"]["0.7"],
-            "MR-full-mAP": full["mAP"]["average"],
-            "MR-full-mAP@0.5": full["mAP"]["0.5"],
-            "MR-full-mAP@0.75": full["mAP"]["0.75"],
-        })
+        brief.update(
+            {
+                "MR-full-R1@0.5": full["R1"]["0.5"],
+                "MR-full-R1@0.7": full["R1"]["0.7"],
+                "MR-full-mAP": full["mAP"]["average"],
+                "MR-full-mAP@0.5": full["mAP"]["0.5"],
+                "MR-full-mAP@0.75": full["mAP"]["0.75"],
+            }
+        )
         for name in ("short", "middle", "long"):
             brief[f"MR-{name}-mAP"] = buckets[name]["mAP"]["average"] if buckets[name] else None
     highlight: dict[str, dict[str, float]] = {}
@@ -268,5 +289,12 @@ def evaluate(submission: Sequence[dict[str, Any]], ground_truth: Sequence[dict[s
     return {"brief": brief, "buckets": buckets, "highlight": highlight}
 
 
-HEADLINE = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-full-mAP",
-            "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
+HEADLINE = (
+    "MR-full-R1@0.5",
+    "MR-full-R1@0.7",
+    "MR-full-mAP@0.5",
+    "MR-full-mAP@0.75",
+    "MR-full-mAP",
+    "HL-min-VeryGood-mAP",
+    "HL-min-VeryGood-Hit1",
+)

@@ -1,4 +1,5 @@
-"""Temporal spans: (centre, width) and (start, end) forms, IoU and generalised IoU, all normalised to [0, 1]."""
+"""Temporal spans: (centre, width) and (start, end) forms, IoU and generalised IoU, all normalised to [0,
+1]."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Generated moments with planted windows, in the QVHighlights layout: for the tests, the benchmark and demos.
 
 Each video is a sequence of 2-s clip features: noise around a per-video background, plus one *concept* vector
-added inside each planted window. Every video holds two windows of two different concepts, so a model must read
+added inside each planted window. Every video holds two windows of two different concepts, so a model must
+read
 the query to pick the right one. A query's word features are its concept's word vector among filler words.
 Ratings inside a window are 4 at its middle clips, falling to 2 at its edges (three raters, one point of
 disagreement), so HL metrics have something to rank.
@@ -18,9 +19,20 @@ import numpy as np
 from .data import SPLITS
 
 
-def generate_moments(root: Path, *, n_videos: int = 12, n_concepts: int = 6, video_dim: int = 32, text_dim: int = 24,
-                     min_clips: int = 20, max_clips: int = 30, window_clips: tuple[int, int] = (3, 10),
-                     signal: float = 2.0, seed: int = 0, splits: dict[str, float] | None = None) -> dict[str, Path]:
+def generate_moments(
+    root: Path,
+    *,
+    n_videos: int = 12,
+    n_concepts: int = 6,
+    video_dim: int = 32,
+    text_dim: int = 24,
+    min_clips: int = 20,
+    max_clips: int = 30,
+    window_clips: tuple[int, int] = (3, 10),
+    signal: float = 2.0,
+    seed: int = 0,
+    splits: dict[str, float] | None = None,
+) -> dict[str, Path]:
     """Write ``root/qvh/{split}.jsonl``, ``root/video/{vid}.npz`` and ``root/text/qid{qid}.npz``.
 
     Returns the three folders. ``splits`` maps split name to share of the videos (default all in train and
@@ -51,7 +63,7 @@ def generate_moments(root: Path, *, n_videos: int = 12, n_concepts: int = 6, vid
         if rng.random() < 0.5:  # which concept comes first
             pair = pair[::-1]
         for concept, start, length in zip(pair, starts, lengths):
-            feats[start: start + length] += signal * concepts[concept]
+            feats[start : start + length] += signal * concepts[concept]
             clip_ids = list(range(start, start + length))
             centre = start + (length - 1) / 2
             ratings = []
@@ -60,11 +72,22 @@ def generate_moments(root: Path, *, n_videos: int = 12, n_concepts: int = 6, vid
                 ratings.append([base, base, max(0, base - 1)])
             tokens = np.concatenate([fillers[:2], words[concept][None], fillers[2:]])
             tokens = tokens + rng.normal(scale=0.05, size=tokens.shape)
-            np.savez(text_dir / f"qid{qid}.npz", last_hidden_state=tokens.astype(np.float32),
-                     pooler_output=tokens.mean(0).astype(np.float32))
-            rows.append({"qid": qid, "query": f"concept {int(concept)}", "vid": vid, "duration": 2.0 * n_clips,
-                         "relevant_windows": [[2.0 * start, 2.0 * (start + length)]], "relevant_clip_ids": clip_ids,
-                         "saliency_scores": ratings})
+            np.savez(
+                text_dir / f"qid{qid}.npz",
+                last_hidden_state=tokens.astype(np.float32),
+                pooler_output=tokens.mean(0).astype(np.float32),
+            )
+            rows.append(
+                {
+                    "qid": qid,
+                    "query": f"concept {int(concept)}",
+                    "vid": vid,
+                    "duration": 2.0 * n_clips,
+                    "relevant_windows": [[2.0 * start, 2.0 * (start + length)]],
+                    "relevant_clip_ids": clip_ids,
+                    "saliency_scores": ratings,
+                }
+            )
             qid += 1
         np.savez(video_dir / f"{vid}.npz", features=feats.astype(np.float32))
     if splits is None:

@@ -4,11 +4,12 @@
 
     <out_dir>/
         config.json                 the resolved config and the request (folders, splits, device, versions)
-        metrics.json                status, per-epoch losses and validation metrics, the selected epoch and the
-                                    final QVHighlights metrics of every evaluated split
+        metrics.json                status, per-epoch losses and validation metrics, the selected epoch
+                                    and the final QVHighlights metrics of every evaluated split
         best.pt                     the selected epoch's weights
         predictions/<split>_preds.jsonl   submissions in the official format (qid, query, vid,
-                                    pred_relevant_windows [[start, end, score], ...] by score, pred_saliency_scores)
+                                    pred_relevant_windows [[start, end, score], ...] by score,
+                                    pred_saliency_scores)
         report.md                   the metric table
 
 The official ``standalone_eval/eval.py`` scores ``predictions/<split>_preds.jsonl`` against ``<split>.jsonl``
@@ -58,12 +59,15 @@ def _seed_all(seed: int) -> None:
 def _loader(dataset: MomentDataset, batch_size: int, shuffle: bool, seed: int) -> torch.utils.data.DataLoader:
     g = torch.Generator()
     g.manual_seed(seed)
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                                       generator=g, num_workers=0)
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=shuffle, collate_fn=collate, generator=g, num_workers=0
+    )
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, dataset: MomentDataset, cfg: MomentConfig, device: torch.device) -> list[dict[str, Any]]:
+def predict(
+    model: torch.nn.Module, dataset: MomentDataset, cfg: MomentConfig, device: torch.device
+) -> list[dict[str, Any]]:
     """Submissions in the official format: windows in seconds, rounded to whole clips, by decreasing score."""
     model.eval()
     out_rows = []
@@ -79,34 +83,64 @@ def predict(model: torch.nn.Module, dataset: MomentDataset, cfg: MomentConfig, d
             windows = (spans[i] * n * cfg.clip_length).clamp(0, duration)
             windows = (torch.round(windows / cfg.clip_length) * cfg.clip_length).clamp(0, duration)
             order = torch.argsort(prob[i], descending=True)[: cfg.max_windows_out]
-            pred_windows = [[float(windows[j, 0]), float(windows[j, 1]), round(float(prob[i, j]), 4)] for j in order]
+            pred_windows = [
+                [float(windows[j, 0]), float(windows[j, 1]), round(float(prob[i, j]), 4)] for j in order
+            ]
             n_out = int(duration / cfg.clip_length)
             sal = saliency[i, :n].tolist()[:n_out]
             if len(sal) < n_out:  # fewer features than clips: the missing ones rank last
                 sal += [min(sal, default=0.0) - 1.0] * (n_out - len(sal))
-            out_rows.append({"qid": meta["qid"], "query": meta.get("query", ""), "vid": meta["vid"],
-                             "pred_relevant_windows": pred_windows, "pred_saliency_scores": [round(s, 4) for s in sal]})
+            out_rows.append(
+                {
+                    "qid": meta["qid"],
+                    "query": meta.get("query", ""),
+                    "vid": meta["vid"],
+                    "pred_relevant_windows": pred_windows,
+                    "pred_saliency_scores": [round(s, 4) for s in sal],
+                }
+            )
     return out_rows
 
 
 def _report(cfg: MomentConfig, metrics: dict[str, Any]) -> str:
-    lines = [f"# {cfg.name} ({cfg.variant})", "", cfg.description, "",
-             f"Status: {metrics['status']}; selected epoch: {metrics.get('best_epoch')}", ""]
+    lines = [
+        f"# {cfg.name} ({cfg.variant})",
+        "",
+        cfg.description,
+        "",
+        f"Status: {metrics['status']}; selected epoch: {metrics.get('best_epoch')}",
+        "",
+    ]
     header = ["split", *HEADLINE, "MR-short-mAP", "MR-middle-mAP", "MR-long-mAP"]
     lines.append("| " + " | ".join(header) + " |")
     lines.append("|" + "|".join("---" for _ in header) + "|")
     for split, brief in metrics.get("final", {}).items():
         cells = ["-" if brief.get(k) is None else f"{brief[k]:.2f}" for k in header[1:]]
         lines.append("| " + " | ".join([split, *cells]) + " |")
-    lines += ["", ("R1@θ: top-1 window reaches IoU θ; mAP: mean over IoU 0.5:0.05:0.95; HL at rating ≥ 4 (VeryGood). "
-                   "'-': no ground-truth window of that length in the split."), ""]
+    lines += [
+        "",
+        (
+            "R1@θ: top-1 window reaches IoU θ; mAP: mean over IoU 0.5:0.05:0.95; "
+            "HL at rating ≥ 4 (VeryGood). '-': no ground-truth window of that length in the split."
+        ),
+        "",
+    ]
     return "\n".join(lines)
 
 
-def train_moment_model(qvh_dir: Path, feat_dir: Path | list[Path], text_dir: Path, cfg: MomentConfig, out_dir: Path, *,
-                       train_split: str = "train", eval_splits: tuple[str, ...] = ("val", "test"),
-                       select_split: str | None = "val") -> dict[str, Any]:
-    """Train ``cfg`` on ``train_split`` and score every existing split of ``eval_splits``; returns metrics.json.
+def train_moment_model(
+    qvh_dir: Path,
+    feat_dir: Path | list[Path],
+    text_dir: Path,
+    cfg: MomentConfig,
+    out_dir: Path,
+    *,
+    train_split: str = "train",
+    eval_splits: tuple[str, ...] = ("val", "test"),
+    select_split: str | None = "val",
+) -> dict[str, Any]:
+    """Train ``cfg`` on ``train_split`` and score every existing split of ``eval_splits``; returns
+    metrics.json.
 
     The selected weights are those of the evaluation (every ``cfg.eval_every`` epochs and at the end) with the
     best ``MR-full-mAP`` on ``select_split``; without that split, the last epoch's.
@@ -120,21 +154,32 @@ def train_moment_model(qvh_dir: Path, feat_dir: Path | list[Path], text_dir: Pat
     train_rows = read_split(qvh_dir, train_split)
     if not train_rows:
         raise InputError(f"{qvh_dir / (train_split + '.jsonl')} has no queries")
-    eval_sets = {s: MomentDataset(read_split(qvh_dir, s), store, seed=cfg.seed)
-                 for s in eval_splits if (qvh_dir / f"{s}.jsonl").is_file()}
+    eval_sets = {
+        s: MomentDataset(read_split(qvh_dir, s), store, seed=cfg.seed)
+        for s in eval_splits
+        if (qvh_dir / f"{s}.jsonl").is_file()
+    }
     train_set = MomentDataset(train_rows, store, seed=cfg.seed)
     video_dim, motion_dim, text_dim = store.dims(train_rows[0]["vid"], train_rows[0]["qid"])
     model = build_model(cfg, video_dim=video_dim, text_dim=text_dim, motion_dim=motion_dim).to(device)
     criterion = MomentCriterion(cfg).to(device)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, cfg.lr_drop)
     out_dir.mkdir(parents=True, exist_ok=True)
-    request = {"qvh_dir": str(qvh_dir), "feat_dirs": [str(p) for p in feat_dirs], "text_dir": str(text_dir),
-               "train_split": train_split, "eval_splits": list(eval_sets), "device": str(device),
-               "torch": torch.__version__, "python": platform.python_version(),
-               "started": datetime.now(UTC).isoformat(timespec="seconds"),
-               "dims": {"video": video_dim, "motion": motion_dim, "text": text_dim}}
+    request = {
+        "qvh_dir": str(qvh_dir),
+        "feat_dirs": [str(p) for p in feat_dirs],
+        "text_dir": str(text_dir),
+        "train_split": train_split,
+        "eval_splits": list(eval_sets),
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "dims": {"video": video_dim, "motion": motion_dim, "text": text_dim},
+    }
     _write_json(out_dir / "config.json", {"baseline": cfg.to_dict(), "request": request})
     metrics: dict[str, Any] = {"status": "running", "epochs": [], "best_epoch": None, "final": {}}
     best_score, best_state = -math.inf, None
@@ -161,7 +206,9 @@ def train_moment_model(qvh_dir: Path, feat_dir: Path | list[Path], text_dir: Pat
         record: dict[str, Any] = {"epoch": epoch, "loss": {k: v / max(steps, 1) for k, v in sums.items()}}
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             if select_split in eval_sets:
-                brief = evaluate(predict(model, eval_sets[select_split], cfg, device), eval_sets[select_split].rows)["brief"]
+                brief = evaluate(
+                    predict(model, eval_sets[select_split], cfg, device), eval_sets[select_split].rows
+                )["brief"]
                 record["eval"] = {select_split: brief}
                 score = brief["MR-full-mAP"]
             else:
@@ -173,7 +220,9 @@ def train_moment_model(qvh_dir: Path, feat_dir: Path | list[Path], text_dir: Pat
         _write_json(out_dir / "metrics.json", metrics)
     if best_state is not None:
         model.load_state_dict(best_state)
-        torch.save({"config": cfg.to_dict(), "model": best_state, "dims": request["dims"]}, out_dir / "best.pt")
+        torch.save(
+            {"config": cfg.to_dict(), "model": best_state, "dims": request["dims"]}, out_dir / "best.pt"
+        )
     for split, dataset in eval_sets.items():
         preds = predict(model, dataset, cfg, device)
         pred_path = out_dir / "predictions" / f"{split}_preds.jsonl"
@@ -187,13 +236,22 @@ def train_moment_model(qvh_dir: Path, feat_dir: Path | list[Path], text_dir: Pat
     return metrics
 
 
-TABLE_METRICS = ("MR-full-R1@0.5", "MR-full-R1@0.7", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-full-mAP",
-                 "HL-min-VeryGood-mAP", "HL-min-VeryGood-Hit1")
+TABLE_METRICS = (
+    "MR-full-R1@0.5",
+    "MR-full-R1@0.7",
+    "MR-full-mAP@0.5",
+    "MR-full-mAP@0.75",
+    "MR-full-mAP",
+    "HL-min-VeryGood-mAP",
+    "HL-min-VeryGood-Hit1",
+)
 
 
 def moment_results_table(runs_root: Path, *, split: str = "test") -> tuple[list[str], list[list[str]]]:
-    """One row per finished moment run under ``runs_root`` (run folders written by :func:`train_moment_model`):
-    what ``dvtr-data baseline table`` prints for the moment baselines, whose metrics are not retrieval ranks."""
+    """One row per finished moment run under ``runs_root`` (run folders written by
+    :func:`train_moment_model`):
+    what ``dvtr-data baseline table`` prints for the moment baselines, whose metrics are not retrieval
+    ranks."""
     header = ["run", "baseline", "variant", "best epoch", *TABLE_METRICS]
     rows = []
     root = Path(runs_root)
@@ -205,9 +263,21 @@ def moment_results_table(runs_root: Path, *, split: str = "test") -> tuple[list[
         except (OSError, json.JSONDecodeError):
             continue
         brief = (metrics.get("final") or {}).get(split)
-        if metrics.get("status") != "finished" or cfg.get("variant") not in ("ms-detr", "moment-detr") or not brief:
+        if (
+            metrics.get("status") != "finished"
+            or cfg.get("variant") not in ("ms-detr", "moment-detr")
+            or not brief
+        ):
             continue
         best = metrics.get("best_epoch")
         cells = ["-" if brief.get(k) is None else f"{brief[k]:.2f}" for k in TABLE_METRICS]
-        rows.append([folder.name, str(cfg.get("name", "?")), cfg["variant"], "-" if best is None else str(best), *cells])
+        rows.append(
+            [
+                folder.name,
+                str(cfg.get("name", "?")),
+                cfg["variant"],
+                "-" if best is None else str(best),
+                *cells,
+            ]
+        )
     return header, rows
