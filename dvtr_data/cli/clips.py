@@ -19,6 +19,7 @@ def clips_cmd(
         list[str] | None,
         typer.Option(
             "--flight",
+            metavar="ID_OR_FILE_NAME",
             help="Only the clips of this flight, by flight id or file name (or an import's name); "
             "repeatable.",
         ),
