@@ -100,7 +100,7 @@ def test_the_table_shows_families_side_by_side_with_their_protocols(toy: Dataset
     assert header[:7] == ["run", "baseline", "family", "backbone", "mode", "best epoch", "protocol"] and header[-1] == "mR"
     by_run = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
     msam, amfmn = by_run["row-clip4clip-meanp-zeroshot"], by_run["row-amfmn-fixed-margin"]
-    assert "chunks of 32 captions" in msam["protocol"] and "each caption alone" in amfmn["protocol"]
+    assert "32-caption chunks" in msam["protocol"] and "each caption alone" in amfmn["protocol"]
     assert msam["mode"] == "zero-shot" and amfmn["family"] == "amfmn" and amfmn["backbone"] == "resnet18/random"
     # mR is the mean of the six recalls shown in the same row
     recalls = [float(amfmn[f"{d} R{k}"]) for d in ("t2v", "v2t") for k in (1, 5, 10)]

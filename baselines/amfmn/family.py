@@ -123,7 +123,7 @@ class AMFMNFamily(ModelFamily):
     title = "AMFMN (keyframe)"
     needs = frozenset({"keyframe", "tokens", "keywords"})
     protocols: ClassVar[dict[str, str]] = {
-        "paper": "AMFMN's: each caption alone; i2t = the image's best caption among all captions (same as single)",
+        "paper": "each caption alone; v2t ranks captions (AMFMN's own, = single)",
         "single": "each caption alone; v2t ranks captions",
     }
     ranking: ClassVar[dict[str, Literal["paper", "single"]]] = {"paper": "single", "single": "single"}

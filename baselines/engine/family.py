@@ -190,7 +190,7 @@ class MSAMFamily(ModelFamily):
     title = "MSAM / CLIP4Clip"
     needs = frozenset({"frames", "tokens"})
     protocols: ClassVar[dict[str, str]] = {
-        "paper": "chunks of 32 captions; v2t = best caption of each video",
+        "paper": "32-caption chunks; v2t by a video's best caption",
         "single": "each caption alone; v2t ranks captions",
     }
     ranking: ClassVar[dict[str, Literal["paper", "single"]]] = {"paper": "paper", "single": "single"}

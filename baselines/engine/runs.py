@@ -37,6 +37,13 @@ PROTOCOL_TITLES = {
 }
 
 
+# What the protocols mean for runs of MSAM's loop (family.MSAMFamily.protocols says the same).
+MSAM_PROTOCOLS = {
+    "paper": "32-caption chunks; v2t by a video's best caption",
+    "single": "each caption alone; v2t ranks captions",
+}
+
+
 def runs_dir(dataset: Dataset) -> Path:
     return dataset.root / "runs"
 
@@ -152,7 +159,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def protocol_label(metrics: dict[str, Any], family: str, protocol: str) -> str:
     """What ``protocol`` meant for a run: the label its family wrote, else MSAM's (runs of MSAM's loop)."""
     label = (metrics.get("protocols") or {}).get(protocol)
-    return label or f"{family} {protocol}: {PROTOCOL_TITLES.get(protocol, '?')}"
+    return label or f"{family} {protocol}: {MSAM_PROTOCOLS.get(protocol, '?')}"
 
 
 def mean_recall_cell(result: dict[str, Any] | None) -> str:
