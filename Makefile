@@ -14,7 +14,7 @@ export DVTR_LABELSTUDIO_VENV := $(abspath $(LS_VENV))
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: venv labelstudio browser demo test test-fast clean
+.PHONY: venv labelstudio browser system demo test test-fast lint clean
 
 venv: $(STAMP)
 
@@ -28,6 +28,10 @@ $(LS_STAMP): annotation/requirements-labelstudio.lock annotation/install_labelst
 browser:
 	bash annotation/install_browser.sh
 
+# What the tests need from Debian besides Chromium: GSHHG coastlines and borders for the card's map (idempotent).
+system: browser
+	bash dvtr_data/card/install_map_data.sh
+
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -38,8 +42,13 @@ $(STAMP): requirements.txt pyproject.toml
 demo: $(STAMP) $(LS_STAMP)
 	$(VENV)/bin/dvtr-data demo --out $(DEMO_DIR)
 
-test: $(STAMP) $(LS_STAMP)
+test: $(STAMP) $(LS_STAMP) system
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (rule set in pyproject.toml) on everything, mypy on the library; both must report nothing.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check dvtr_data annotation baselines schemas tests benchmarks
+	$(VENV)/bin/mypy
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow and not labelstudio and not browser" $(PYTEST_ARGS)
