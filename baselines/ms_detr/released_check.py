@@ -1,7 +1,8 @@
 """By hand: the port against the released MS-DETR code, same weights, same inputs (CPU, no SciPy, no CUDA).
 
     git clone https://github.com/snailma0229/MS-DETR /tmp/MS-DETR      # never into this repository
-    python -m dvtr_data.baselines.ms_detr.released_check --released /tmp/MS-DETR
+    python -m dvtr_data.baselines.ms_detr.released_check --released /tmp/MS-DETR \
+        [--moment-detr /tmp/moment_detr]
 
 It builds the released model at its published sizes (d 256, SlowFast 2304 + CLIP 512 columns, which its code
 hard-codes), copies every weight into the port, and prints the largest differences of
@@ -229,9 +230,108 @@ def _diff(name: str, a: torch.Tensor, b: torch.Tensor) -> float:
     return d
 
 
+def moment_detr_state_dict(released: dict[str, torch.Tensor], n_layers: int = 2) -> dict[str, torch.Tensor]:
+    """The released Moment-DETR weights under the port's names."""
+    out: dict[str, torch.Tensor] = {}
+
+    def lin(src: str, dst: str) -> None:
+        out[f"{dst}.weight"], out[f"{dst}.bias"] = released[f"{src}.weight"], released[f"{src}.bias"]
+
+    for proj in ("input_vid_proj", "input_txt_proj"):
+        for i in range(2):
+            lin(f"{proj}.{i}.LayerNorm", f"{proj}.{i}.norm")
+            lin(f"{proj}.{i}.net.1", f"{proj}.{i}.linear")
+    for i in range(n_layers):
+        src, dst = f"transformer.encoder.layers.{i}", f"encoder.{i}"
+        for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"):
+            out[f"{dst}.attn.{k}"] = released[f"{src}.self_attn.{k}"]
+        for n in ("linear1", "linear2", "norm1", "norm2"):
+            lin(f"{src}.{n}", f"{dst}.{n}")
+        src, dst = f"transformer.decoder.layers.{i}", f"decoder.{i}"
+        for theirs, ours in (("self_attn", "self_attn"), ("multihead_attn", "cross_attn")):
+            for k in ("in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"):
+                out[f"{dst}.{ours}.{k}"] = released[f"{src}.{theirs}.{k}"]
+        for n in ("linear1", "linear2", "norm1", "norm2", "norm3"):
+            lin(f"{src}.{n}", f"{dst}.{n}")
+    lin("transformer.decoder.norm", "decoder_norm")
+    out["query_embed.weight"] = released["query_embed.weight"]
+    lin("class_embed", "class_embed")
+    for j in range(3):
+        lin(f"span_embed.layers.{j}", f"span_embed.layers.{j}")
+    lin("saliency_proj", "saliency_proj")
+    return out
+
+
+def check_moment_detr(released_dir: Path) -> float:
+    """Forward pass and losses of jayleicn/moment_detr against the port's ``moment-detr`` variant."""
+    from .model import MomentDETR
+
+    sys.path.insert(0, str(released_dir))
+    from moment_detr.model import build_model as released_build  # type: ignore[import-not-found]
+
+    args = released_args(
+        dropout=0.0,
+        input_dropout=0.0,
+        num_queries=10,
+        v_feat_dim=CLIP + 2,
+        position_embedding="sine",
+        eos_coef=0.1,
+        lw_saliency=1.0,
+        aux_loss=True,
+    )
+    torch.manual_seed(0)
+    theirs, criterion = released_build(args)
+    cfg = MomentConfig(
+        variant="moment-detr", activation="relu", num_queries=10, dropout=0.0, input_dropout=0.0
+    )
+    mine = MomentDETR(cfg, video_dim=CLIP, text_dim=TXT)
+    mine.load_state_dict(moment_detr_state_dict(theirs.state_dict()), strict=True)
+    g = torch.Generator().manual_seed(3)
+    b, length, t = 3, 16, 6
+    start = torch.arange(length) / length
+    video = torch.cat(
+        [
+            torch.randn(b, length, CLIP, generator=g),
+            torch.stack([start, start + 1 / length], -1).expand(b, length, 2),
+        ],
+        -1,
+    )
+    text = torch.randn(b, t, TXT, generator=g)
+    vmask, tmask = torch.ones(b, length), torch.ones(b, t)
+    vmask[1, 12:] = 0  # Moment-DETR has no top-k: padded clips must match too
+    tmask[2, 4:] = 0
+    worst = 0.0
+    with torch.no_grad():
+        out_t = theirs.eval()(text, tmask, video, vmask)
+        out_m = mine.eval()(video, vmask.bool(), text, tmask.bool())
+    for key in ("pred_logits", "pred_spans"):
+        worst = max(worst, _diff(key, out_t[key], out_m[key]))
+        worst = max(worst, _diff(f"aux {key}", out_t["aux_outputs"][0][key], out_m["aux_outputs"][0][key]))
+    for i, n in enumerate((16, 12, 16)):
+        worst = max(
+            worst,
+            _diff(f"saliency_scores[{i}]", out_t["saliency_scores"][i, :n], out_m["saliency_scores"][i, :n]),
+        )
+    spans = [torch.tensor([[0.3, 0.2]]), torch.tensor([[0.5, 0.1], [0.8, 0.2]]), torch.tensor([[0.6, 0.4]])]
+    pos, neg = torch.tensor([[3, 5], [9, 10], [12, 11]]), torch.tensor([[0, 15], [2, 11], [6, 1]])
+    targets = {
+        "span_labels": [{"spans": s} for s in spans],
+        "saliency_pos_labels": pos,
+        "saliency_neg_labels": neg,
+    }
+    released = criterion(out_t, targets)
+    crit = MomentCriterion(cfg)
+    ported = crit(out_m, {"spans": spans, "saliency_pos": pos, "saliency_neg": neg})
+    for key in sorted(ported):
+        worst = max(worst, _diff(key, released[key].detach(), ported[key].detach()))
+    print(f"  weight dicts equal: {criterion.weight_dict == crit.weights}")
+    return worst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="compare the port with the released MS-DETR code")
     ap.add_argument("--released", type=Path, required=True, help="a checkout of snailma0229/MS-DETR")
+    ap.add_argument("--moment-detr", type=Path, help="a checkout of jayleicn/moment_detr (checked too)")
     opts = ap.parse_args()
     _patch_released_environment(opts.released)
     worst = 0.0
@@ -304,6 +404,9 @@ def main() -> None:
     for key in sorted(port):
         worst = max(worst, _diff(key, rel[key].detach(), port[key].detach()))
     print(f"largest difference overall: {worst:.2e}; weight dicts equal: {same_weights}")
+    if opts.moment_detr is not None:
+        print("4. Moment-DETR (jayleicn/moment_detr): forward pass with padded clips and words, losses")
+        print(f"Moment-DETR largest difference: {check_moment_detr(opts.moment_detr):.2e}")
 
 
 if __name__ == "__main__":
