@@ -50,7 +50,8 @@ def test_run_folder_and_submission_format(tmp_path: Path) -> None:
     run = tmp_path / "run"
     assert metrics["status"] == "finished" and metrics["best_epoch"] in (1, 2)
     assert json.loads((run / "metrics.json").read_text())["final"]["test"] == metrics["final"]["test"]
-    assert json.loads((run / "config.json").read_text())["baseline"]["variant"] == "ms-detr"
+    saved = json.loads((run / "config.json").read_text())["baseline"]
+    assert saved["variant"] == "ms-detr" and saved["family"] == "moment"
     assert "MR-full-R1@0.7" in (run / "report.md").read_text()
     assert (run / "best.pt").is_file()
     header, rows = moment_results_table(tmp_path)

@@ -180,7 +180,10 @@ def train_moment_model(
         "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "dims": {"video": video_dim, "motion": motion_dim, "text": text_dim},
     }
-    _write_json(out_dir / "config.json", {"baseline": cfg.to_dict(), "request": request})
+    # "family": the engine's results table and tools tell moment runs from retrieval runs by it
+    _write_json(
+        out_dir / "config.json", {"baseline": {**cfg.to_dict(), "family": "moment"}, "request": request}
+    )
     metrics: dict[str, Any] = {"status": "running", "epochs": [], "best_epoch": None, "final": {}}
     best_score, best_state = -math.inf, None
     loader = _loader(train_set, cfg.batch_size, True, cfg.seed)
