@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from dvtr_data.export.view import ExportClip, ExportView
-from dvtr_data.importers.common import place_media
+from dvtr_data.media import place_media
 
 CAPTIONS_PER_IMAGE = 5
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")

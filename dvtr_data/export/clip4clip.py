@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from dvtr_data.export.view import ExportView
-from dvtr_data.importers.common import place_media
+from dvtr_data.media import place_media
 
 LIST_NAMES = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
 DEFAULT_PROTOCOL = 4

@@ -23,10 +23,11 @@ from dvtr_data.crashpoints import crashpoint
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
 from dvtr_data.hashing import sha256_file
+from dvtr_data.media import MEDIA_EXTENSIONS
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "dvtr-export-manifest/1"
-MEDIA_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".jpg", ".jpeg", ".png", ".tif", ".tiff")
+MEDIA_SUFFIXES = tuple(sorted(MEDIA_EXTENSIONS))
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ import yaml
 from dvtr_data import __version__
 from dvtr_data.card.escape import md_escape
 from dvtr_data.export.view import ExportView
-from dvtr_data.importers.common import place_media
+from dvtr_data.media import place_media
 
 SCHEMA_TAG = b"export-parquet/1"
 LIST_COLUMNS = ("caption_ids", "captions", "tokens")

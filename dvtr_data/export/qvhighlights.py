@@ -20,7 +20,7 @@ from typing import Any
 
 from dvtr_data.errors import UsageError
 from dvtr_data.export.view import ExportView
-from dvtr_data.importers.common import place_media
+from dvtr_data.media import place_media
 
 CELL_S = 2.0
 SALIENCY_NOTE = (

@@ -23,13 +23,14 @@ import pyarrow.compute as pc
 
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.dataset import Dataset
+from dvtr_data.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, place_media
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.schemas.records import CaptionRow, ClipRow, SplitRow
 from dvtr_data.text import tokenize
 
 MEDIA_MODES = ("copy", "link", "symlink", "none")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
@@ -135,23 +136,6 @@ class MediaIndex:
                 if len(inside) == 1:
                     return inside[0]
         return None
-
-
-def place_media(src: Path, dst: Path, mode: str) -> None:
-    """Put ``src`` at ``dst`` as a copy, a hard link (copy across file systems) or a symbolic link."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    if mode == "symlink":
-        os.symlink(os.path.abspath(src), dst)
-        return
-    if mode == "link":
-        try:
-            os.link(src, dst)
-            return
-        except OSError:
-            pass
-    shutil.copyfile(src, dst)
 
 
 def _video_facts(path: Path) -> dict[str, Any] | None:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from dvtr_data.ingest.probe import VIDEO_EXTENSIONS
+from dvtr_data.media import VIDEO_EXTENSIONS
 from dvtr_data.telemetry import find_sidecar
 
 

@@ -15,7 +15,6 @@ import numpy as np
 
 from dvtr_data.errors import InputError
 
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".m4v", ".mkv", ".avi", ".mts", ".m2ts", ".ts", ".lrf", ".webm"})
 
 # A frame rate is "variable" when frame durations spread by more than this share of the nominal duration.
 VFR_TOLERANCE = 0.15
