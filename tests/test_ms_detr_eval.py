@@ -126,7 +126,7 @@ def _naive_ranking_ap(y: list[int], s: list[float]) -> float:
     steps."""
     points = []
     for thr in sorted(set(s), reverse=True):
-        chosen = [yy for yy, ss in zip(y, s) if ss >= thr]
+        chosen = [yy for yy, ss in zip(y, s, strict=True) if ss >= thr]
         points.append((sum(chosen) / sum(y), sum(chosen) / len(chosen)))
     total, levels = 0.0, sorted({r for r, _ in points if r > 0})
     for r in levels:

@@ -143,7 +143,7 @@ def test_denoising_queries_keep_each_items_windows() -> None:
     assert dn is not None and dn.pad_size == 4
     # item 0 holds one copy per group (slots 0 and 2), item 1 two (slots 0,1 and 2,3)
     assert sorted(dn.slots) == sorted([(0, 0, 0), (1, 0, 0), (1, 1, 1), (0, 2, 0), (1, 2, 0), (1, 3, 1)])
-    for (item, slot, j), tgt in zip(dn.slots, dn.targets):
+    for (item, slot, j), tgt in zip(dn.slots, dn.targets, strict=True):
         torch.testing.assert_close(tgt, spans[item][j])
         torch.testing.assert_close(dn.anchors_unsig[item, slot].sigmoid(), spans[item][j], atol=1e-4, rtol=0)
     # the unused slot of item 0 stays empty

@@ -56,7 +56,7 @@ def test_matcher_crosses_when_predictions_are_swapped() -> None:
     logits = torch.zeros(1, 3, 2)
     targets = [torch.tensor([[0.2, 0.2], [0.8, 0.2]])]
     ((i, j),) = HungarianMatcher(cost_class=4, cost_span=10, cost_giou=1)(logits, pred_spans, targets)
-    assert dict(zip(i.tolist(), j.tolist())) == {0: 1, 1: 0}
+    assert dict(zip(i.tolist(), j.tolist(), strict=True)) == {0: 1, 1: 0}
 
 
 def test_matcher_class_cost_breaks_a_tie() -> None:

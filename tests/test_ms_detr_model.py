@@ -229,7 +229,7 @@ def test_feature_store_motion_difference(tmp_path: Path) -> None:
 
 
 def test_feature_store_motion_from_a_second_folder(tmp_path: Path) -> None:
-    for name, dim in (("motion", 3), ("clip", 2), ("t", 4)):
+    for name in ("motion", "clip", "t"):
         (tmp_path / name).mkdir()
     np.savez(tmp_path / "motion" / "a.npz", features=np.ones((4, 3), np.float32))
     np.savez(tmp_path / "clip" / "a.npz", features=np.ones((3, 2), np.float32))  # one clip shorter

@@ -144,13 +144,15 @@ def saliency_labels(
     Positives: the relevant clip with the highest summed rating and one drawn at random; negatives: the lowest
     rated relevant clip and one drawn from outside the windows (the hard ones again when none is outside).
     """
-    keep = [(c, s) for c, s in zip(clip_ids, scores) if 0 <= c < n_clips]
+    if len(clip_ids) != len(scores):
+        raise InputError(f"{len(clip_ids)} relevant_clip_ids but {len(scores)} saliency_scores rows")
+    keep = [(c, s) for c, s in zip(clip_ids, scores, strict=True) if 0 <= c < n_clips]
     all_scores = np.zeros(n_clips, dtype=np.float32)
     if not keep:
         return [0, 0], [0, 0], all_scores
     ids = [c for c, _ in keep]
     agg = np.array([float(np.sum(s)) for _, s in keep])
-    for c, a in zip(ids, agg):
+    for c, a in zip(ids, agg, strict=True):
         all_scores[c] = a
     order = np.argsort(agg, kind="stable")
     hard_pos, hard_neg = [ids[order[-1]]], [ids[order[0]]]
@@ -231,7 +233,7 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
             out[k] = v.to(device, non_blocking=True)

@@ -27,7 +27,15 @@ class MLP(nn.Module):
         super().__init__()
         dims = [input_dim] + [hidden_dim] * (num_layers - 1)
         outs = [hidden_dim] * (num_layers - 1) + [output_dim]
-        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, outs))
+        self.layers = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims, outs, strict=True))
+
+    def zero_last(self) -> MLP:
+        """Zero the last layer (the released span heads start by predicting the anchor itself)."""
+        last = self.layers[-1]
+        if isinstance(last, nn.Linear):
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for i, layer in enumerate(self.layers):
@@ -257,9 +265,7 @@ class DabDecoder(nn.Module):
         self.query_scale = MLP(d, d, d, 2)
         self.ref_point_head = MLP(d, d, d, 2)
         self.ref_anchor_head = MLP(d, d, 1, 2)
-        self.bbox_embed = MLP(d, d, 2, 3)
-        nn.init.constant_(self.bbox_embed.layers[-1].weight, 0)
-        nn.init.constant_(self.bbox_embed.layers[-1].bias, 0)
+        self.bbox_embed = MLP(d, d, 2, 3).zero_last()
         self.d = d
 
     def forward(

@@ -75,6 +75,8 @@ def sigmoid_focal_loss(
 
 
 class MomentCriterion(nn.Module):
+    class_weight: torch.Tensor
+
     def __init__(self, cfg: MomentConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -90,7 +92,7 @@ class MomentCriterion(nn.Module):
         indices: list[tuple[torch.Tensor, torch.Tensor]],
     ) -> dict[str, torch.Tensor]:
         src = torch.cat([pred_spans[b, i] for b, (i, _) in enumerate(indices)])
-        tgt = torch.cat([t[j].to(src) for t, (_, j) in zip(targets, indices)])
+        tgt = torch.cat([t[j].to(src) for t, (_, j) in zip(targets, indices, strict=True)])
         if len(tgt) == 0:
             zero = pred_spans.sum() * 0
             return {"loss_span": zero, "loss_giou": zero}

@@ -46,9 +46,7 @@ def _heads(hidden: int, dec_layers: int) -> tuple[nn.Linear, MLP]:
     """Class head (prior 0.01 on both logits, as released) and zero-initialised span head."""
     class_embed = nn.Linear(hidden, 2)
     nn.init.constant_(class_embed.bias, -math.log((1 - 0.01) / 0.01))
-    span_embed = MLP(hidden, hidden, 2, 3)
-    nn.init.constant_(span_embed.layers[-1].weight, 0)
-    nn.init.constant_(span_embed.layers[-1].bias, 0)
+    span_embed = MLP(hidden, hidden, 2, 3).zero_last()
     return class_embed, span_embed
 
 
@@ -212,7 +210,8 @@ class MSDETR(nn.Module):
         }
         if cfg.aux_loss:
             out["aux_outputs"] = [
-                {"pred_logits": a, "pred_spans": s} for a, s in zip(pos["logits"][:-1], pos["spans"][:-1])
+                {"pred_logits": a, "pred_spans": s}
+                for a, s in zip(pos["logits"][:-1], pos["spans"][:-1], strict=True)
             ]
         if cfg.use_interm:
             out["interm_outputs"] = pos["interm"]
@@ -225,7 +224,7 @@ class MSDETR(nn.Module):
             out["saliency_scores_neg"] = neg["saliency"]
             if cfg.use_decoder_neg:
                 out["pred_logits_neg"] = neg["logits"][-1]
-                for aux, a in zip(out.get("aux_outputs", []), neg["logits"][:-1]):
+                for aux, a in zip(out.get("aux_outputs", []), neg["logits"][:-1], strict=False):
                     aux["pred_logits_neg"] = a
             if cfg.interm_neg and cfg.use_interm:
                 out["interm_outputs_neg"] = {"pred_logits": neg["interm"]["pred_logits"]}
@@ -289,7 +288,7 @@ class MomentDETR(nn.Module):
         }
         if self.cfg.aux_loss:
             out["aux_outputs"] = [
-                {"pred_logits": a, "pred_spans": s} for a, s in zip(logits[:-1], spans[:-1])
+                {"pred_logits": a, "pred_spans": s} for a, s in zip(logits[:-1], spans[:-1], strict=True)
             ]
         return out
 

@@ -175,7 +175,7 @@ def moment_metrics(
 ) -> dict[str, Any]:
     """R1 at every threshold and mAP per threshold (and their mean) over the given queries, in percent."""
     aps = []
-    r1_hits = {thr: [] for thr in IOU_THRESHOLDS}
+    r1_hits: dict[float, list[bool]] = {thr: [] for thr in IOU_THRESHOLDS}
     for gt in ground_truth:
         pred = predictions[gt["qid"]]
         windows = [list(map(float, w)) for w in pred.get("pred_relevant_windows") or []]
@@ -192,7 +192,9 @@ def moment_metrics(
     ap_mean = np.mean(np.stack(aps), axis=0)
     return {
         "mAP": {
-            **{f"{t:.2f}".rstrip("0"): 100.0 * float(v) for t, v in zip(IOU_THRESHOLDS, ap_mean)},
+            **{
+                f"{t:.2f}".rstrip("0"): 100.0 * float(v) for t, v in zip(IOU_THRESHOLDS, ap_mean, strict=True)
+            },
             "average": 100.0 * float(np.mean(ap_mean)),
         },
         "R1": {f"{t:.2f}".rstrip("0"): 100.0 * float(np.mean(r1_hits[t])) for t in IOU_THRESHOLDS},
@@ -212,7 +214,7 @@ def clip_ratings(gt: dict[str, Any], clip_length: float = CLIP_LENGTH) -> np.nda
         raise InputError(
             f"qid {gt['qid']}: {len(ids)} relevant_clip_ids but {len(scores)} saliency_scores rows"
         )
-    for cid, row in zip(ids, scores):
+    for cid, row in zip(ids, scores, strict=True):
         if not 0 <= int(cid) < n_clips:
             raise InputError(
                 f"qid {gt['qid']}: clip id {cid} outside the {n_clips} clips of a {gt['duration']} s video",

@@ -41,23 +41,26 @@ SF, CLIP, TXT = 2304, 512, 512
 
 def _patch_released_environment(released: Path) -> None:
     sys.path.insert(0, str(released))
-    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
+    setattr(torch.Tensor, "cuda", lambda self, *a, **k: self)  # noqa: B010 (the released code calls .cuda())
     original_to = torch.Tensor.to
 
     def to(self: torch.Tensor, *a: Any, **k: Any) -> torch.Tensor:
         return self if (a and a[0] == "cuda") else original_to(self, *a, **k)
 
-    torch.Tensor.to = to  # type: ignore[method-assign]
+    setattr(torch.Tensor, "to", to)  # noqa: B010 (a method patched for this process only)
     scipy, optimize = types.ModuleType("scipy"), types.ModuleType("scipy.optimize")
-    optimize.linear_sum_assignment = lambda c: tuple(
-        x.numpy() for x in linear_sum_assignment(torch.as_tensor(np.asarray(c)))
-    )  # type: ignore[attr-defined]
-    scipy.optimize = optimize  # type: ignore[attr-defined]
+
+    def solve(cost: Any) -> tuple[np.ndarray, np.ndarray]:
+        rows, cols = linear_sum_assignment(torch.as_tensor(np.asarray(cost)))
+        return rows.numpy(), cols.numpy()
+
+    setattr(optimize, "linear_sum_assignment", solve)  # noqa: B010
+    setattr(scipy, "optimize", optimize)  # noqa: B010
     sys.modules.update({"scipy": scipy, "scipy.optimize": optimize})
-    import core.box_ops  # type: ignore[import-not-found]
+    import core.box_ops
 
     util = types.ModuleType("util")
-    util.box_ops = core.box_ops  # type: ignore[attr-defined]
+    setattr(util, "box_ops", core.box_ops)  # noqa: B010
     sys.modules["util"] = util
 
 
@@ -199,7 +202,7 @@ def port_state_dict(released: dict[str, torch.Tensor], n_layers: int = 2) -> dic
 
 
 def _pair(args: argparse.Namespace, cfg: MomentConfig) -> tuple[Any, Any, MSDETR]:
-    from ms_detr.model import build_model as released_build  # type: ignore[import-not-found]
+    from ms_detr.model import build_model as released_build
 
     torch.manual_seed(0)
     theirs, criterion = released_build(args)
@@ -267,7 +270,7 @@ def check_moment_detr(released_dir: Path) -> float:
     from .model import MomentDETR
 
     sys.path.insert(0, str(released_dir))
-    from moment_detr.model import build_model as released_build  # type: ignore[import-not-found]
+    from moment_detr.model import build_model as released_build
 
     args = released_args(
         dropout=0.0,
@@ -396,7 +399,7 @@ def main() -> None:
     )
     worst = max(worst, _diff("denoising logits", known_logits.detach(), out_m["dn"]["logits"].detach()))
     worst = max(worst, _diff("denoising spans", known_spans.detach(), out_m["dn"]["spans"].detach()))
-    from ms_detr.dn_components import compute_dn_loss  # type: ignore[import-not-found]
+    from ms_detr.dn_components import compute_dn_loss
 
     rel = compute_dn_loss(mask_dict, "train", 1, 0.25)
     crit = MomentCriterion(cfg)

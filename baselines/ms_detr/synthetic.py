@@ -62,7 +62,7 @@ def generate_moments(
         starts = [first_start, second_start]
         if rng.random() < 0.5:  # which concept comes first
             pair = pair[::-1]
-        for concept, start, length in zip(pair, starts, lengths):
+        for concept, start, length in zip(pair, starts, lengths, strict=True):
             feats[start : start + length] += signal * concepts[concept]
             clip_ids = list(range(start, start + length))
             centre = start + (length - 1) / 2
