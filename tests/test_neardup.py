@@ -253,8 +253,11 @@ def test_recount_finds_the_leak_when_the_index_finds_nothing(tmp_path, monkeypat
     assert sum(leak["cosine_pairs"].values()) == crossing == result.leaks
     assert all(split[e["a"]] != split[e["b"]] and e["cosine"] >= 0.94 for e in leak["cosine_examples"])
 
-    # sampled: a budget of 40 comparisons per clip samples 40 clips; what it finds is real, never more than truth
-    result = split_dataset(ds, SplitConfig(tolerance=0.1, recount_budget=40 * len(ids)))
+    # sampled: a budget for about 40 clips (each meets the clips of the other two splits); what it finds is real,
+    # never more than the truth
+    sizes = [sum(s == name for s in split.values()) for name in ("train", "val", "test")]
+    per_clip = 2 * (sizes[0] * sizes[1] + sizes[0] * sizes[2] + sizes[1] * sizes[2]) / sum(sizes)
+    result = split_dataset(ds, SplitConfig(tolerance=0.1, recount_budget=int(40.5 * per_clip)))
     leak = result.report["leakage"]
     assert leak["cosine_check"] == "sampled" and leak["cosine_sample"]["clips"] == 40
     assert 0 <= sum(leak["cosine_pairs"].values()) <= crossing
@@ -313,10 +316,10 @@ def test_recount_by_hand():
     # a clip without a vector is not compared
     out = recount(split, imported, np.array([-1, 1, 2, 3, 4, 5]), cosine_test(v, THRESHOLD))
     assert out["ours"]["train-test"] == 0 and out["comparisons"] == 2 + 2 + 4
-    # budget of 11 comparisons (of 12) for 6 clips: a sample of one clip, against the 4 clips of the other splits
+    # budget of 11 comparisons (of 12): each clip meets the 4 clips of the other splits, so a sample of 2 clips
     out = recount(split, imported, rows, cosine_test(v, THRESHOLD), budget=11, seed=1)
-    assert out["method"] == "sampled" and out["sample"]["clips"] == 1 and out["comparisons"] == 4
-    assert out["sample"]["leaking_clip_share_below"] == pytest.approx(0.95)
+    assert out["method"] == "sampled" and out["sample"]["clips"] == 2 and out["comparisons"] == 8
+    assert out["sample"]["leaking_clip_share_below"] == pytest.approx(1 - 0.05**0.5)
     assert out["sample"]["confidence"] == CONFIDENCE
     # hashes: 3 bits apart across val-test, identical inside val
     h = np.array([1, 2, 0xF0, 0xF0, 0xF7, 0], dtype=np.uint64)

@@ -5,9 +5,9 @@ looks at the index or at the pairs it returned: it compares clips of different s
 (bounded memory), with the same exact rule (cosine in float64 at or above the threshold; hashes at most
 ``max_hamming`` bits apart). Only cross-split pairs are compared, never pairs inside one split.
 
-While the cross-split comparisons fit ``budget`` (about 130,000 clips with embeddings), every one is made: the
-count is exact and a zero means zero. Above it, a seeded uniform sample of clips is compared with every clip of
-the other splits: pairs found are real (the count is a lower bound), and a zero comes with a stated confidence. If
+While the cross-split comparisons fit ``budget`` (about 110,000 clips with embeddings at 70/10/20), every one is
+made: the count is exact and a zero means zero. Above it, a seeded uniform sample of clips, as many as the budget
+allows, is compared with every clip of the other splits: pairs found are real (the count is a lower bound), and a zero comes with a stated confidence. If
 a share ``p`` of the clips had a near-duplicate in another split, a sample of ``S`` clips would miss all of them with
 probability at most ``(1 - p) ** S``; so with none found, ``p < 1 - 0.05 ** (1 / S)`` at 95% confidence
 (about ``3 / S``). Pairs between two published clips that the published splits already separate are counted
@@ -121,7 +121,8 @@ def recount(
     sampled = not exact and total_cross > budget
     out: dict[str, Any] = {"method": "sampled" if sampled else "exact", "population": population}
     if sampled:
-        n_sample = int(min(population, max(1, budget // max(population, 1))))
+        # a sampled clip meets on average 2 * total_cross / population clips of other splits
+        n_sample = int(min(population, max(1, budget * population // (2 * total_cross))))
         rng = np.random.default_rng(seed)
         chosen = np.zeros(len(split), dtype=bool)
         chosen[rng.choice(np.flatnonzero(in_split), size=n_sample, replace=False)] = True
