@@ -133,7 +133,10 @@ def test_workers_persist_across_items_and_recycle_restarts_them():
 def test_prefetch_bounds_work_done_ahead_of_the_caller(tmp_path):
     ex = ProcessExecutor(workers=1, prefetch=1, stall_timeout=60)
     outcomes = ex.run(mark_started, [(str(tmp_path), i) for i in range(6)])
-    started = lambda: len(list(tmp_path.glob("started-*")))
+
+    def started() -> int:
+        return len(list(tmp_path.glob("started-*")))
+
     # before the caller takes anything: one item in the worker's hands plus one waiting, no more
     assert wait_for(lambda: started() == 2)
     time.sleep(1.0)

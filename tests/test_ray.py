@@ -200,9 +200,12 @@ def test_precaption_on_ray_writes_the_same_tables_as_locally(ray_cluster, tmp_pa
     shutil.copytree(tmp_path / "local", tmp_path / "ray")
     base: dict[str, Any] = {"banks": (str(_bank(tmp_path)),), "top_k": 2, "batch_size": 12, "workers": 1,
                             "tags": "all", "top_tags": 2}
-    local = precaption(tmp_path / "local", PrecaptionConfig(**base), encoder=ColourEncoder())
-    on_ray = precaption(tmp_path / "ray", PrecaptionConfig(**base, executor="ray"), encoder=ColourEncoder())
+    here, there = ColourEncoder(), ColourEncoder()
+    local = precaption(tmp_path / "local", PrecaptionConfig(**base), encoder=here)
+    on_ray = precaption(tmp_path / "ray", PrecaptionConfig(**base, executor="ray"), encoder=there)
     assert local.ok and on_ray.ok and on_ray.clips_embedded == local.clips_embedded == len(colours)
+    # on Ray the model ran in an actor (a copy of it): the driver's own instance never encoded a frame
+    assert here.calls > 0 and there.calls == 0
     a, b = Dataset(tmp_path / "local"), Dataset(tmp_path / "ray")
     for name, key in (("precaptions", "clip_id"), ("tags", "clip_id")):
         assert rows_without_times(a.read_table(name), key) == rows_without_times(b.read_table(name), key), name
@@ -235,3 +238,27 @@ def test_a_hung_decoder_in_precaption_is_an_error_row_and_the_rest_are_embedded(
     # decord's worker was stopped, then PyAV's: both in the row
     assert f"decord: {stalled}; pyav: {stalled}" in bad["error"]
     assert sum(r["status"] == "ok" for r in rows.values()) == 2
+
+
+def test_a_model_pool_of_two_actors_gives_the_rows_of_the_local_model_in_the_same_order(ray_cluster, tmp_path):
+    from dvtr_data.engine import SerialExecutor
+    from dvtr_data.engine.ray import ModelPool
+    from dvtr_data.precaption.embed import ClipSource, EmbedSettings, embed_clips, sample_jobs
+    from dvtr_data.precaption.sampling import decode_clips
+
+    ds = make_dataset(tmp_path / "ds", ["red", "green", "blue", "yellow", "red"])
+    clips = [ClipSource(r["clip_id"], str(ds.root / r["clip_path"]), n_frames=r["n_frames"])
+             for r in ds.read_table("clips").to_pylist()]
+    settings = EmbedSettings(frames=4, batch_size=6)  # batches span clips: 20 frames in batches of 6
+
+    def rows(encoder) -> list[dict[str, Any]]:
+        decoded = decode_clips(sample_jobs(clips, settings), encoder.geometry, SerialExecutor())
+        return [{k: (v.tolist() if hasattr(v, "tolist") else v) for k, v in r.items() if k != "embedded_at"}
+                for r in embed_clips(clips, encoder, settings, executor=SerialExecutor(), results=decoded)]
+
+    pool = ModelPool(ColourEncoder(), size=2, num_cpus=0.5)
+    try:
+        assert pool.pipeline_depth == 3 and len(pool.actors) == 2
+        assert rows(pool) == rows(ColourEncoder())
+    finally:
+        pool.close()

@@ -96,7 +96,7 @@ class SerialExecutor:
 
             try:
                 record = fn(item, beat)
-            except Exception as exc:  # noqa: BLE001 - one bad item never stops the run
+            except Exception as exc:  # one bad item never stops the run
                 if os.environ.get("DVTR_DEBUG"):
                     traceback.print_exc()
                 yield Outcome(index, item, error=one_line(exc), status="error")

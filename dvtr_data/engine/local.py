@@ -63,7 +63,7 @@ def worker_main(fd: int) -> None:
         fn = conn.recv()
     except (EOFError, OSError):
         return
-    except BaseException as exc:  # noqa: BLE001 - an unloadable function is reported, not a silent exit
+    except BaseException as exc:  # an unloadable function is reported, not a silent exit
         with contextlib.suppress(OSError):
             conn.send(("fatal", f"cannot load the stage function: {one_line(exc)}"))
         return
@@ -87,7 +87,7 @@ def worker_main(fd: int) -> None:
         last[0] = 0.0
         try:
             record = fn(item, beat)
-        except BaseException as exc:  # noqa: BLE001 - everything becomes a per-item error
+        except BaseException as exc:  # everything becomes a per-item error
             detail = traceback.format_exc() if os.environ.get("DVTR_DEBUG") else None
             conn.send(("error", one_line(exc), detail))
         else:
@@ -209,7 +209,7 @@ class _Run:
                         except (OSError, ValueError):
                             pass  # it died: the EOF below reports the item
                 self.poll(0.2)
-        except BaseException as exc:  # noqa: BLE001 - a bug here reaches the caller, never a silent hang
+        except BaseException as exc:  # a bug here reaches the caller, never a silent hang
             self.out.put(_Crash(exc))
         finally:
             for w in list(self.workers):
@@ -329,7 +329,7 @@ class _Outcomes(Iterator[Outcome]):
                 break
             if isinstance(msg, _Crash):
                 self.close()
-                raise RuntimeError(f"worker engine failed: {one_line(msg.exc)}") from msg.exc  # noqa: TRY004
+                raise RuntimeError(f"worker engine failed: {one_line(msg.exc)}") from msg.exc
             if isinstance(msg, Progress):
                 if self.on_progress:
                     self.on_progress(msg)

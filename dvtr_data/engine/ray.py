@@ -17,6 +17,7 @@ Starting Ray: ``address=None`` starts a local cluster for this process; "auto" o
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -108,7 +109,7 @@ def run_item(fn: StageFn, index: int, item: Any, board: Any) -> tuple[Any, ...]:
 
     try:
         return ("ok", fn(item, beat))
-    except Exception as exc:  # noqa: BLE001 - per-item errors are data, and are not worth a retry
+    except Exception as exc:  # per-item errors are data, and are not worth a retry
         return ("error", one_line(exc), traceback.format_exc() if os.environ.get("DVTR_DEBUG") else None)
 
 
@@ -227,3 +228,76 @@ class _RayRun(Iterator[Outcome]):
         if self.board is not None:
             self.ray.kill(self.board)
             self.board = None
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# models in an actor pool
+# ----------------------------------------------------------------------------------------------------------------
+def _same(model: Any) -> Any:
+    return model
+
+
+class _ModelActor:
+    """Holds one model for its whole life: the expensive load happens once per actor, not once per call."""
+
+    def __init__(self, factory: Any) -> None:
+        self.model = factory()
+
+    def attrs(self, names: list[str]) -> dict[str, Any]:
+        return {n: getattr(self.model, n, None) for n in names}
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.model, method)(*args)
+
+
+class ModelPool:
+    """A model loaded in ``size`` Ray actors, used like the model itself (an encoder's ``encode_frames`` ...).
+
+    ``factory()`` builds the model inside each actor (pass `functools.partial(build, plan)`, or a model object
+    to copy as is). Each actor asks for ``num_gpus`` GPUs where the cluster has any (default one each, as many
+    actors as GPUs), otherwise ``num_cpus`` CPUs (one actor). `submit_frames` / `result` let a caller keep
+    ``pipeline_depth`` batches in flight, so every actor works while the driver gathers the next batch.
+    """
+
+    ATTRS = ("identity", "geometry", "logit_scale", "device")
+
+    def __init__(self, factory: Any, *, size: int | None = None, num_cpus: float = 1.0,
+                 num_gpus: float | None = None, address: str | None = None) -> None:
+        ray = ensure_ray(address)
+        self.ray = ray
+        if not callable(factory) or hasattr(factory, "encode_frames"):
+            factory = functools.partial(_same, factory)
+        gpus = float(ray.cluster_resources().get("GPU", 0))
+        if num_gpus is None:
+            num_gpus = 1.0 if gpus >= 1 else 0.0
+        size = size or (max(1, int(gpus // num_gpus)) if num_gpus else 1)
+        actor = ray.remote(_ModelActor).options(num_cpus=0 if num_gpus else num_cpus, num_gpus=num_gpus)
+        self.actors = [actor.remote(factory) for _ in range(size)]
+        self.pipeline_depth = size + 1
+        self._next = 0
+        for name, value in ray.get(self.actors[0].attrs.remote(list(self.ATTRS))).items():
+            setattr(self, name, value)
+
+    def _actor(self) -> Any:
+        self._next = (self._next + 1) % len(self.actors)
+        return self.actors[self._next]
+
+    def submit_frames(self, frames: Any) -> Any:
+        return self._actor().call.remote("encode_frames", frames)
+
+    def result(self, handle: Any) -> Any:
+        return self.ray.get(handle)
+
+    def encode_frames(self, frames: Any) -> Any:
+        return self.result(self.submit_frames(frames))
+
+    def encode_texts(self, texts: Any, progress: Any = None) -> Any:
+        vectors = self.ray.get(self._actor().call.remote("encode_texts", list(texts)))
+        if progress:
+            progress(len(texts), len(texts))
+        return vectors
+
+    def close(self) -> None:
+        for a in self.actors:
+            self.ray.kill(a)
+        self.actors = []

@@ -146,10 +146,15 @@ def embed_clips(
     vectors: dict[int, np.ndarray] = {}
     filled: dict[int, int] = {}
     sampled: dict[int, tuple[str | None, list[int]]] = {}  # key -> (decoder, frame indices)
+    # a model behind an actor pool (`dvtr_data.engine.ray.ModelPool`) takes batches asynchronously
+    submit = getattr(encoder, "submit_frames", None)
+    depth = int(getattr(encoder, "pipeline_depth", 1))
+    inflight: collections.deque[tuple[Any, list[tuple[int, int, int]]]] = collections.deque()
 
     def run_batch(limit: int) -> Iterator[dict[str, Any]]:
         nonlocal waiting_frames
-        parts, owners = [], []
+        parts: list[np.ndarray] = []
+        owners: list[tuple[int, int, int]] = []
         need = limit
         while need and waiting:
             key, frames, at = waiting[0]
@@ -163,6 +168,11 @@ def embed_clips(
                 waiting[0] = (key, frames, at + take)
         batch = parts[0] if len(parts) == 1 else np.concatenate(parts)
         waiting_frames -= len(batch)
+        if submit is not None:  # a model pool: keep `depth` batches in flight, finish the oldest first
+            inflight.append((submit(batch), owners))
+            while len(inflight) >= depth:
+                yield from finish_oldest()
+            return
         if not overlap and gate is not None:
             gate.clear()
         try:
@@ -170,6 +180,13 @@ def embed_clips(
         finally:
             if gate is not None:
                 gate.set()
+        yield from finish(emb, owners)
+
+    def finish_oldest() -> Iterator[dict[str, Any]]:
+        handle, owners = inflight.popleft()
+        yield from finish(encoder.result(handle), owners)
+
+    def finish(emb: np.ndarray, owners: list[tuple[int, int, int]]) -> Iterator[dict[str, Any]]:
         offset = 0
         for key, at, take in owners:
             vectors[key][at:at + take] = emb[offset:offset + take]
@@ -200,6 +217,8 @@ def embed_clips(
                 yield from run_batch(settings.batch_size)
         while waiting_frames:
             yield from run_batch(min(settings.batch_size, waiting_frames))
+        while inflight:
+            yield from finish_oldest()
     finally:
         close = getattr(results, "close", None)
         if close is not None:  # stop the decoders at once, on success, error or Ctrl-C

@@ -191,7 +191,7 @@ def sample_frames(job: SampleJob, geometry: FrameGeometry) -> SampledFrames:
     if job.backend in ("auto", "decord"):
         try:
             return sample_with_decord(job, geometry)
-        except Exception as exc:  # noqa: BLE001 - any decord failure falls back to PyAV
+        except Exception as exc:  # any decord failure falls back to PyAV
             if job.backend == "decord":
                 return SampledFrames(job.key, error=f"decord: {_one_line(exc)}")
             notes.append(f"decord failed ({_one_line(exc)}); used PyAV")
@@ -199,7 +199,7 @@ def sample_frames(job: SampleJob, geometry: FrameGeometry) -> SampledFrames:
         result = sample_with_pyav(job, geometry)
         result.notes = notes + result.notes
         return result
-    except Exception as exc:  # noqa: BLE001 - "never raises": the failure is the result
+    except Exception as exc:  # "never raises": the failure is the result
         prefix = "; ".join(notes + [""]) if notes else ""
         return SampledFrames(job.key, error=f"{prefix}cannot decode: {_one_line(exc)}", notes=notes)
 
@@ -298,6 +298,11 @@ class Decoding:
         self.executor = executor
         self.sample_fn = sample_fn
         self._open: list[Iterator[Any]] = []
+        self._closers: list[Callable[[], None]] = []
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Also call ``fn`` on `close` (a model pool that lives as long as the decoding)."""
+        self._closers.append(fn)
 
     def start(self, jobs: Iterable[SampleJob], geometry: FrameGeometry) -> Iterator[SampledFrames]:
         """`decode_clips` on this executor: decoding starts now."""
@@ -307,11 +312,17 @@ class Decoding:
         self._open += [decoded, first]
         return decoded
 
-    def close(self) -> None:
+    def close_runs(self) -> None:
         """Stop every decode run started here (idempotent)."""
         for run in self._open:
             _close(run)
         self._open.clear()
+
+    def close(self) -> None:
+        """Stop the decode runs, then whatever `on_close` registered (idempotent)."""
+        self.close_runs()
+        while self._closers:
+            self._closers.pop()()
 
 
 def default_workers(device: str) -> int:

@@ -10,6 +10,7 @@ on every run, always from one model and one bank.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -255,11 +256,18 @@ def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, em
     if todo.present:
         todo.geometry = encoder.geometry if encoder is not None else plan.geometry
         todo.results = pool.start(sample_jobs(todo.present, config.embed), todo.geometry)
-    if encoder is None:
+    if config.executor == "ray":  # the model in an actor pool (a GPU each where the cluster has them)
+        from dvtr_data.engine.ray import ModelPool
+
+        model = ModelPool(encoder if encoder is not None else functools.partial(build_encoder, plan),
+                          address=config.ray_address)
+        pool.on_close(model.close)
+        encoder = model  # type: ignore[assignment]
+    elif encoder is None:
         encoder = build_encoder(plan)
-        if todo.results is not None and encoder.geometry != todo.geometry:  # open_clip resized: decode again
-            pool.close()
-            todo.results = pool.start(sample_jobs(todo.present, config.embed), encoder.geometry)
+    if todo.results is not None and encoder.geometry != todo.geometry:  # open_clip resized: decode again
+        pool.close_runs()
+        todo.results = pool.start(sample_jobs(todo.present, config.embed), encoder.geometry)
     report.model = identity.name
     report.seconds["model_load"] = time.perf_counter() - t
     emit.notice(f"model {identity.name} on {getattr(encoder, 'device', 'cpu')}")
