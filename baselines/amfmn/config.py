@@ -97,11 +97,9 @@ def parse(preset: str, options: dict[str, Any], sizes: dict[str, Any]) -> tuple[
     """``(att_type, options, sizes)`` of a config's model section; unknown keys are usage errors."""
     if preset not in ATT_TYPES:
         raise UsageError(f"AMFMN model.preset must be one of {', '.join(ATT_TYPES)}, got {preset!r}")
-    out = []
-    for cls, values, where in ((AMFMNOptions, options, "model.options"), (AMFMNSizes, sizes, "model.sizes")):
+    for values, cls, where in ((options, AMFMNOptions, "model.options"), (sizes, AMFMNSizes, "model.sizes")):
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}", hint=f"valid keys: {', '.join(sorted(known))}")
-        out.append(cls(**values))
-    return preset, out[0], out[1]
+    return preset, AMFMNOptions(**options), AMFMNSizes(**sizes)

@@ -98,7 +98,7 @@ def frame_indices(n_frames: int, fps: float, cfg: DataConfig) -> list[int]:
         seconds = (n_frames + rate - 1) // rate
         interval = max(rate // cfg.frame_rate, 1)
         offsets = list(range(0, rate, interval))[: cfg.frame_rate]
-        out = []
+        out: list[int] = []
         for sec in range(seconds + 1):
             for off in offsets:
                 idx = sec * rate + off

@@ -127,7 +127,7 @@ class ModelFamily(ABC):
         """``[captions, clips]`` scores of a prepared split."""
 
     # ------------------------------------------------------------------ optional hooks
-    def validate(self, cfg: BaselineConfig) -> None:
+    def validate(self, cfg: BaselineConfig) -> None:  # noqa: B027 (optional hook: every config passes)
         """Family-specific config checks, before any folder is written."""
 
     def optimizer(self, model: nn.Module, cfg: BaselineConfig) -> torch.optim.Optimizer:
@@ -204,7 +204,7 @@ class MSAMFamily(ModelFamily):
                 device: torch.device, progress: Progress | None = None) -> Any:
         from .train import Encoder
 
-        return Encoder(model, cfg, device).split_features(split, progress).to(device)  # type: ignore[arg-type]
+        return Encoder(model, cfg, device).split_features(split, progress).to(device)
 
     def loss(self, model: nn.Module, inputs: Any, batch: list[int]) -> dict[str, Tensor]:
         raise NotImplementedError("MSAM trains in train.py's own loop (MSAMFamily.execute)")
@@ -213,8 +213,8 @@ class MSAMFamily(ModelFamily):
         from .evaluate import paper_protocol_similarity, single_query_similarity
 
         if protocol == "paper":
-            return paper_protocol_similarity(model, inputs)  # type: ignore[arg-type]
-        return single_query_similarity(model, inputs)  # type: ignore[arg-type]
+            return paper_protocol_similarity(model, inputs)
+        return single_query_similarity(model, inputs)
 
     def describe(self, cfg: BaselineConfig) -> dict[str, str]:
         row = super().describe(cfg)

@@ -139,7 +139,7 @@ def _fmt(metric: str, value: float | None) -> str:
 
 def metric_row(result: dict[str, Any] | None) -> list[str]:
     """``t2v R1 R5 R10 MdR MnR | v2t ...`` cells of one protocol result."""
-    cells = []
+    cells: list[str] = []
     for d in DIRECTIONS:
         part = (result or {}).get(d) or {}
         cells.extend(_fmt(m, part.get(m)) for m in METRICS)

@@ -145,10 +145,10 @@ def build_index(
         "fingerprint": clips_fingerprint(clips),
     }
     if o.similarity == "mean":
-        return SearchIndex(kind="mean", scale=scale_logit, pooled=torch.cat(pooled), **common)  # type: ignore[arg-type]
+        return SearchIndex(kind="mean", scale=scale_logit, pooled=torch.cat(pooled), **common)
     return SearchIndex(
         kind="fusion", scale=o.head_scale * scale_logit, frames=torch.cat(frames), gram=torch.cat(grams),
-        mask=video_mask.bool() if o.mask_padding_in_head else None, **common,  # type: ignore[arg-type]
+        mask=video_mask.bool() if o.mask_padding_in_head else None, **common,
     )
 
 

@@ -325,7 +325,7 @@ def _execute(
     resumed: bool,
 ) -> RunResult:
     say = log or (lambda _msg: None)
-    t_cfg, mode = cfg.train, cfg.backbone.mode
+    mode = cfg.backbone.mode
     frozen = mode == "frozen" or cfg.zero_shot
     o = MSAMOptions.preset(cfg.model.preset, **cfg.model.options)
     heads_learn = o.use_temporal or o.similarity == "fusion" or o.uses_semantic_branch
