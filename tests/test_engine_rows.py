@@ -136,3 +136,35 @@ def test_amfmn_learns_the_tiny_training_split(toy: Dataset) -> None:
     assert final["t2v"]["R1"] >= 37.5 and final["v2t"]["R1"] >= 37.5
     epochs = json.loads((result.run_dir / "metrics.json").read_text())["epochs"]
     assert epochs[-1]["loss"]["total"] < epochs[0]["loss"]["total"]
+
+
+def test_an_interrupted_amfmn_run_resumes_to_the_same_result(toy: Dataset) -> None:
+    """The generic loop's last.pt carries model, optimiser and RNG (random crops, skip-thoughts dropout)."""
+    from dvtr_data.baselines.engine.train import resume_run
+
+    cfg = tiny("amfmn").with_overrides({"train": {"epochs": 2}})
+    whole = run_baseline(cfg, toy.root, device="cpu", run_id="amfmn-whole")
+
+    def stop_in_epoch_2(label: str, done: int, total: int) -> None:
+        if label.startswith("epoch 2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_baseline(cfg, toy.root, device="cpu", run_id="amfmn-cut", progress=stop_in_epoch_2)
+    resumed = resume_run(toy.root, "amfmn-cut")
+    assert resumed.resumed and resumed.final == whole.final
+    a = torch.load(whole.run_dir / "last.pt", weights_only=True)["model"]
+    b = torch.load(resumed.run_dir / "last.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_missing_imagenet_weights_stop_an_amfmn_run_before_its_folder(toy: Dataset, tmp_path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from dvtr_data.errors import InputError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    cfg = tiny("amfmn").with_overrides({"backbone": {"pretrained": "imagenet"}})
+    with pytest.raises(InputError, match="resnet18-5c106cde.pth"):
+        run_baseline(cfg, toy.root, device="cpu", run_id="amfmn-no-weights")
+    assert not (toy.root / "runs" / "amfmn-no-weights").exists()
