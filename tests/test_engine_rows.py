@@ -115,6 +115,11 @@ def test_amfmn_scores_are_the_same_in_both_protocols(toy: Dataset) -> None:
     final = json.loads((run_dir / "metrics.json").read_text())["final"]
     for split in ("val", "test"):
         assert final[split]["paper"] == final[split]["single"]
+    # the checkpoint carries its vocabulary: a caption's ids can be made again outside the engine
+    best = torch.load(run_dir / "best.pt", weights_only=True)
+    word2idx = best["extra"]["word2idx"]
+    assert word2idx["<unk>"] == max(word2idx.values()) and "ground" in word2idx
+    assert best["model"]["text_feature.seq2vec.embedding.weight"].shape[0] == len(word2idx) + 1
 
 
 def test_search_names_the_family_it_cannot_index(toy: Dataset) -> None:

@@ -193,6 +193,11 @@ class AMFMNFamily(ModelFamily):
             prior = PriorSimilarity(per_clip, [c.text for c in split.captions])
         return AMFMNInputs(images, ids, keywords, torch.tensor(split.caption_clip, dtype=torch.long), prior)
 
+    def checkpoint_extra(self, model: nn.Module) -> dict[str, Any]:
+        """The vocabulary (AMFMN's ``word2idx`` JSON layout): token ids mean nothing without it."""
+        vocab: Vocabulary = model.vocab  # type: ignore[assignment]
+        return {"word2idx": dict(vocab.word2idx)}
+
     def _device(self, model: nn.Module) -> torch.device:
         return next(model.parameters()).device
 

@@ -34,7 +34,8 @@ How a new family plugs in
 
    Optional: ``validate`` (config checks with the family's own option classes, before any folder is made),
    ``optimizer`` (default Adam on the trainable parameters at ``train.lr``), ``learning_rate`` (per epoch;
-   default constant), ``similarity_key`` (protocols that share one score matrix), ``describe``.
+   default constant), ``similarity_key`` (protocols that share one score matrix), ``checkpoint_extra`` (what a
+   checkpoint needs beside the weights, e.g. a vocabulary), ``describe``.
 
 3. Add ``"<name>": "dvtr_data.baselines.<package>.family:<Class>"`` to :data:`FAMILIES` below (imported on first
    use) and register rows as JSON files in ``configs/`` with ``"family": "<name>"``. Family settings go in
@@ -142,6 +143,11 @@ class ModelFamily(ABC):
     def similarity_key(self, protocol: str) -> str:
         """Protocols with equal keys share one score matrix (default: each its own)."""
         return protocol
+
+    def checkpoint_extra(self, model: nn.Module) -> dict[str, Any]:
+        """What a checkpoint needs beside the state dict to be used outside the engine (e.g. a vocabulary);
+        saved under ``"extra"`` in ``best.pt`` and ``last.pt``. Plain Python values only (``weights_only`` loads)."""
+        return {}
 
     def describe(self, cfg: BaselineConfig) -> dict[str, str]:
         """``model``, ``backbone`` and ``mode`` cells for listings."""

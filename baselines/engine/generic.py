@@ -114,6 +114,7 @@ def _train(
             hint="lower the batch size (--batch-size) or add captions",
         )
     optimizer = family.optimizer(model, cfg)
+    extra = family.checkpoint_extra(model)
     start_epoch, best_score, best_epoch = 0, None, 0
     if resumed and run.last_path.is_file():
         last = torch.load(run.last_path, map_location=dev, weights_only=True)
@@ -165,11 +166,12 @@ def _train(
         state = model.state_dict()
         if best_score is None or score >= best_score:
             best_score, best_epoch = score, epoch + 1
-            _save(run.best_path, {"epoch": epoch + 1, "model": state, "baseline": cfg.name, "family": family.name})
+            _save(run.best_path, {"epoch": epoch + 1, "model": state, "baseline": cfg.name, "family": family.name,
+                                  "extra": extra})
         _save(
             run.last_path,
             {"epoch": epoch + 1, "model": state, "optimizer": optimizer.state_dict(), "rng": _rng_state(dev),
-             "best_score": best_score, "best_epoch": best_epoch},
+             "best_score": best_score, "best_epoch": best_epoch, "extra": extra},
         )
         metrics["epochs"].append(record)
         metrics["selection"]["score"] = _metric_value(best_score, cfg.eval.select_metric)
