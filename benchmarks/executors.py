@@ -157,15 +157,16 @@ def precaption_once(src: Path, out: Path, model: str, **config) -> float:
     return seconds
 
 
-def decode_once(ds, workers: int, slots: Path) -> float:
+def decode_once(ds, workers: int, slots: Path, repeat: int) -> float:
     import executors
 
     from dvtr_data.engine.local import ProcessExecutor
     from dvtr_data.precaption.sampling import FrameGeometry, SampleJob, decode_clips
 
     clips = ds.read_table("clips").to_pylist()
-    jobs = [SampleJob(i, str(ds.root / c["clip_path"]), 8, n_frames=c["n_frames"], width=c["width"],
-                      height=c["height"], threads=1) for i, c in enumerate(clips)]
+    jobs = [SampleJob(k * len(clips) + i, str(ds.root / c["clip_path"]), 8, n_frames=c["n_frames"],
+                      width=c["width"], height=c["height"], threads=1)
+            for k in range(repeat) for i, c in enumerate(clips)]
     ex = ProcessExecutor(workers=workers, stall_timeout=600, env=ONE_THREAD)
     sample = functools.partial(executors.pinned_sample, str(slots))
     t = time.perf_counter()
@@ -181,6 +182,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=6.0, help="length of each generated flight")
     ap.add_argument("--clips", type=int, default=48, help="clips for precaption and its decoding")
     ap.add_argument("--model", default="ViT-S-32-alt")
+    ap.add_argument("--decode-repeat", type=int, default=4, help="(b): each clip decoded this many times")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=1, help="measure each this many times, interleaved; keep the best")
     ap.add_argument("--skip-ray", action="store_true")
@@ -240,7 +242,7 @@ def main() -> None:
                                                                  PinnedExecutor(workers, slots)))
                     slots = root / f"slots-{run}-decode"
                     slots.mkdir()
-                    keep(f"decode {workers} pinned", decode_once(ds_clips, workers, slots))
+                    keep(f"decode {workers} pinned", decode_once(ds_clips, workers, slots, args.decode_repeat))
 
         print("\nratios (best of each, measured in this run):")
         if not args.skip_ray:

@@ -29,7 +29,7 @@ from dvtr_data.engine import Outcome, Progress, ProgressFn, StageFn, one_line, s
 from dvtr_data.errors import UsageError
 
 BEAT_INTERVAL = 0.5  # seconds between heartbeats a task posts
-POLL = 0.2  # seconds the driver waits for results between draining heartbeats
+POLL = 0.5  # seconds the driver waits for a result before it drains heartbeats and checks for stalls
 
 
 def _quiet_environment() -> None:
@@ -87,6 +87,9 @@ def _remotes(ray: Any) -> tuple[Any, Any]:
             def beat(self, index: int, done: int, total: int) -> None:
                 self.beats.append((index, done, total))
 
+            def flush(self) -> None:
+                """A no-op: once a task's call to it returns, every beat it posted before is on the board."""
+
             def drain(self) -> list[tuple[int, int, int]]:
                 beats, self.beats = self.beats, []
                 return beats
@@ -108,9 +111,13 @@ def run_item(fn: StageFn, index: int, item: Any, board: Any) -> tuple[Any, ...]:
             board.beat.remote(index, done, total)
 
     try:
-        return ("ok", fn(item, beat))
+        result: tuple[Any, ...] = ("ok", fn(item, beat))
     except Exception as exc:  # per-item errors are data, and are not worth a retry
-        return ("error", one_line(exc), traceback.format_exc() if os.environ.get("DVTR_DEBUG") else None)
+        result = ("error", one_line(exc), traceback.format_exc() if os.environ.get("DVTR_DEBUG") else None)
+    import ray
+
+    ray.get(board.flush.remote())  # the item's last beats reach the driver before its result does
+    return result
 
 
 class RayExecutor:
@@ -156,6 +163,7 @@ class _RayRun(Iterator[Outcome]):
         self.last_beat: dict[int, float] = {}
         self.cancelled: set[int] = set()
         self.ready: list[Outcome] = []
+        self.drained = 0.0
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.limit = ex.max_in_flight or max(2, 2 * cpus)
         self.submit()
@@ -176,13 +184,19 @@ class _RayRun(Iterator[Outcome]):
     def step(self) -> None:
         ray = self.ray
         refs = list(self.running)
-        done, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL) if refs else ([], [])
+        done: list[Any] = []
+        if refs:  # back at the first result, then take whatever else is ready
+            done, rest = ray.wait(refs, num_returns=1, timeout=POLL)
+            if done and rest:
+                done += ray.wait(rest, num_returns=len(rest), timeout=0)[0]
         for ref in done:
             index, item = self.running.pop(ref)
             self.last_beat.pop(index, None)
             self.ready.append(self.outcome(ref, index, item))
-        self.beats()
         now = time.monotonic()
+        if done or now - self.drained >= POLL:
+            self.beats()
+            self.drained = now
         for ref, (index, _item) in self.running.items():
             started = self.last_beat.get(index)
             if started is not None and index not in self.cancelled and now - started > self.ex.stall_timeout:
