@@ -20,7 +20,6 @@ from dvtr_data.cli.common import (
     RayAddressOpt,
     WorkersOpt,
     BoundaryGroup,
-    _progress,
     err,
     out,
     progress_bars,
@@ -73,13 +72,8 @@ def synth_cmd(
     """
     from dvtr_data.synth import generate
 
-    with _progress() as bar:
-        task = bar.add_task("rendering", total=None)
-
-        def progress(name: str, done: int, total: int) -> None:
-            bar.update(task, description=f"rendering {name}", completed=done, total=total)
-
-        paths = generate(out_dir, preset=preset, seed=seed, backdrop=backdrop, progress=progress)
+    with progress_bars("synth") as reporter:
+        paths = generate(out_dir, preset=preset, seed=seed, backdrop=backdrop, progress=reporter.callback("frames"))
     out.print(f"wrote {len(paths)} simulated flights to {out_dir}")
     for p in paths:
         out.print(f"  {p.name}")
