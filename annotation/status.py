@@ -16,6 +16,7 @@ from dvtr_data.annotation.client import AnnotationState
 from dvtr_data.annotation.pull import DELETED_FLAG
 from dvtr_data.annotation.quality import Quality, caption_quality
 from dvtr_data.dataset import Dataset
+from dvtr_data.lineage import captions_on_current_clips, orphaned_caption_count
 
 DEFAULT_TARGET = 5
 
@@ -49,6 +50,7 @@ class StatusReport:
     annotators: list[AnnotatorStats]
     quality: Quality
     projects: dict[str, int] = field(default_factory=dict)  # server -> project id
+    orphaned: int = 0  # captions whose clip a re-ingest removed with no clip covering its span (clip_lineage)
 
     @property
     def complete_clips(self) -> int:
@@ -69,7 +71,8 @@ def annotation_status(dataset_dir: Path, target: int | None = None) -> StatusRep
     if not universe:
         universe = {c["clip_id"] for c in dataset.read_table("clips").to_pylist() if c["status"] == "ok" and c["qc_verdict"] == "pass"}
 
-    rows = [r for r in dataset.read_table("captions").to_pylist() if str(r["caption_id"]).startswith("ls-")]
+    captions = captions_on_current_clips(dataset)  # captions follow clips whose boundaries a re-ingest moved
+    rows = [r for r in captions.to_pylist() if str(r["caption_id"]).startswith("ls-")]
     per_clip: dict[str, int] = dict.fromkeys(universe, 0)
     by_clip_tokens: dict[str, list[list[str]]] = {}
     by_origin: dict[str, int] = {}
@@ -110,6 +113,7 @@ def annotation_status(dataset_dir: Path, target: int | None = None) -> StatusRep
         annotators=annotator_stats(rows),
         quality=caption_quality(by_clip_tokens, unchanged=unchanged, with_draft=len(with_draft)),
         projects={k: int(v["project_id"]) for k, v in servers.items() if v.get("project_id")},
+        orphaned=orphaned_caption_count(dataset),
     )
 
 

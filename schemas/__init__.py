@@ -18,5 +18,6 @@ from dvtr_data.schemas.tables import (
 
 import dvtr_data.schemas.dataset_tables  # noqa: E402,F401  (imports, moments)
 import dvtr_data.schemas.precaption_tables  # noqa: E402,F401  (embeddings, precaptions, tags)
+import dvtr_data.schemas.lineage_tables  # noqa: E402,F401  (clip_lineage, clip_categories)
 
 __all__ = ["SCHEMA_METADATA_KEY", "TABLES", "TableSchema", "empty_table", "schema_of", "validate"]

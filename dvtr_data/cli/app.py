@@ -103,6 +103,7 @@ def ingest_cmd(
     licence: Annotated[str | None, typer.Option(help="Licence of these flights' footage, recorded per flight.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner of these flights' footage, recorded per flight.")] = None,
     private_location: Annotated[bool, typer.Option("--private-location", help="Mark these flights' GPS as private (to drop before publishing).")] = False,
+    trust_sidecar: Annotated[bool, typer.Option("--trust-sidecar", help="Attach a telemetry sidecar's values even when it does not match its video. A sidecar matches when its start, its duration (first cue to the end of the last) and, for one cue per frame, its cue count are within the larger of 1 s and 2% of the video's duration; a mismatch is a flight warning, and without this option its values are not attached.")] = False,
 ) -> None:
     """Cut raw flights into clips: probe, shots, windows, QC, telemetry, frame-exact clip files.
 
@@ -123,6 +124,7 @@ def ingest_cmd(
         cut=cut,
         cut_rejected=cut_rejected,
         encoder=EncoderSettings(crf=crf, preset=preset, max_height=max_height),
+        trust_sidecar=trust_sidecar,
     )
     run_on = None
     if executor != "local":

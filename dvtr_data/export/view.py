@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, UsageError
+from dvtr_data.lineage import captions_on_current_clips
 from dvtr_data.synth.simulated import tokenize
 from dvtr_data.splits.assign import SPLIT_NAMES
 
@@ -231,7 +232,7 @@ def build_view(
     bad = [s for s in splits if s not in SPLIT_NAMES]
     if bad or not splits:
         raise UsageError(f"--split: unknown split(s) {bad}; choose from {', '.join(SPLIT_NAMES)}")
-    captions = ds.read_table("captions")
+    captions = captions_on_current_clips(ds)  # captions of clips whose boundaries a re-ingest moved follow them
     if not captions.num_rows:
         raise DatasetError(
             f"{ds.root} has no captions yet; there is nothing to export",

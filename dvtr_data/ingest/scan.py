@@ -11,7 +11,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -21,6 +21,7 @@ import numpy as np
 
 from dvtr_data.errors import InputError
 from dvtr_data.ingest.shots import CutFinder, detection_size
+from dvtr_data.ingest.transitions import Transition, TransitionFinder, TransitionRule
 
 SHARPNESS_WIDTH = 640
 SHARPNESS_PER_SECOND = 2.0
@@ -39,6 +40,7 @@ class FlightScan:
     sharp_frames: np.ndarray  # frame indices where sharpness was sampled
     sharpness: np.ndarray
     decode_error: str | None  # set when decoding stopped early (truncated file): frames before it are kept
+    transitions: list[Transition] = field(default_factory=list)  # fades and dissolves (`transitions.py`)
 
 
 def _luma_plane(frame: av.VideoFrame) -> np.ndarray | None:
@@ -112,9 +114,12 @@ def scan_flight(
     detector: str = "adaptive",
     min_shot_s: float = 0.6,
     heartbeat: Callable[[int, int], None] | None = None,
+    transitions: TransitionRule | None = None,
 ) -> FlightScan:
-    """Decode every frame of ``path`` once and return cuts and per-frame signals."""
+    """Decode every frame of ``path`` once and return cuts, gradual transitions and per-frame signals."""
     finder = CutFinder(detector, fps, min_shot_s)
+    rule = transitions or TransitionRule()
+    fader = TransitionFinder(fps, rule) if rule.enabled else None
     n_cap = max(expected_frames, 1) + 16
     motion = np.zeros(n_cap, np.float32)
     luma = np.zeros(n_cap, np.float32)
@@ -149,6 +154,8 @@ def scan_flight(
             h = small_yuv.shape[0] * 2 // 3
             finder.feed(i, cv2.cvtColor(small_yuv, cv2.COLOR_YUV2BGR_I420))
             gray = small_yuv[:h]
+            if fader is not None:
+                fader.feed(i, gray)
             luma[i] = gray.mean()
             dark[i] = np.count_nonzero(gray <= 8) / gray.size
             bright[i] = np.count_nonzero(gray >= 247) / gray.size
@@ -184,4 +191,5 @@ def scan_flight(
         sharp_frames=np.asarray(sharp_frames, np.int64),
         sharpness=np.asarray(sharpness, np.float64),
         decode_error=decode_error,
+        transitions=fader.finish() if fader is not None else [],
     )

@@ -5,7 +5,8 @@ We drive the detector objects directly (``process_frame`` / ``post_process``) in
 second decode just for cut detection would double the cost of the cheapest stage. The frames we feed are what
 SceneManager would feed with its default auto-downscale (about 256 px wide, BGR), every frame, in order.
 
-A flight with no cut is one shot: the equivalent of ``start_in_scene=True``.
+A flight with no cut is one shot: the equivalent of ``start_in_scene=True``. Gradual transitions (fades,
+dissolves: `transitions.py`) are boundaries too, and their frames belong to no shot (`shots_from_boundaries`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from scenedetect.common import FrameTimecode
 from scenedetect.detector import SceneDetector
 
 from dvtr_data.errors import UsageError
+from dvtr_data.ingest.transitions import Transition
 
 DETECTION_WIDTH = 256  # PySceneDetect's DEFAULT_MIN_WIDTH for auto-downscale
 
@@ -92,6 +94,29 @@ class CutFinder:
 def shots_from_cuts(cuts: list[int], n_frames: int) -> list[Shot]:
     bounds = [0, *[c for c in sorted(set(cuts)) if 0 < c < n_frames], n_frames]
     return [Shot(i, a, b) for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if b > a]
+
+
+CUT_IN_TRANSITION_FRAMES = 2
+"""A cut this close to (or inside) a transition is the detector seeing the transition: it adds no boundary."""
+
+
+def shots_from_boundaries(cuts: list[int], transitions: list[Transition], n_frames: int) -> list[Shot]:
+    """Shots between hard cuts and gradual transitions; a transition's frames are in no shot.
+
+    A clip made from these shots never holds a frame of a fade or dissolve, so it never starts over one place
+    and ends over another, and neither of its neighbours does.
+    """
+    spans = sorted((max(0, t.start_frame), min(n_frames, t.end_frame)) for t in transitions)
+    spans = [(a, b) for a, b in spans if b > a]
+    near = CUT_IN_TRANSITION_FRAMES
+    kept = [c for c in sorted(set(cuts))
+            if 0 < c < n_frames and not any(a - near <= c <= b + near for a, b in spans)]
+    marks = sorted({0, n_frames, *kept, *(a for a, _ in spans), *(b for _, b in spans)})
+    out: list[Shot] = []
+    for a, b in zip(marks[:-1], marks[1:], strict=True):
+        if b > a and not any(ta <= a and b <= tb for ta, tb in spans):
+            out.append(Shot(len(out), a, b))
+    return out
 
 
 def detection_size(width: int, height: int) -> tuple[int, int]:

@@ -34,6 +34,7 @@ from dvtr_data.ingest.discover import FlightSource, discover
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.engine import Executor, Outcome, make_executor
 from dvtr_data.hashing import sha256_file
+from dvtr_data.lineage import record_lineage
 from dvtr_data.ingest.probe import probe_video
 from dvtr_data.ingest.qc import QcThresholds, assess
 from dvtr_data.reporting import Reporter, Sink, as_reporter
@@ -41,8 +42,17 @@ from dvtr_data.runlog import RunLog
 from dvtr_data.ingest.scan import scan_flight
 from dvtr_data.schemas import schema_of, validate
 from dvtr_data.schemas.records import ClipRow, FlightRow
-from dvtr_data.ingest.shots import DETECTORS, shots_from_cuts
-from dvtr_data.telemetry import detect_events, parse_srt, summarize
+from dvtr_data.ingest.shots import DETECTORS, shots_from_boundaries
+from dvtr_data.ingest.transitions import TransitionRule
+from dvtr_data.telemetry import (
+    TelemetryLimits,
+    TelemetrySummary,
+    detect_events,
+    match_sidecar,
+    parse_srt,
+    read_embedded,
+    summarize_clips,
+)
 from dvtr_data.ingest.windows import WindowRule, find_gaps, make_windows, typical_rate
 
 PARTS_DIR = "ingest"
@@ -61,11 +71,15 @@ class IngestConfig:
     cut: bool = True
     cut_rejected: bool = False
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    transitions: TransitionRule = field(default_factory=TransitionRule)  # fades and dissolves are boundaries
+    telemetry: TelemetryLimits = field(default_factory=TelemetryLimits)  # plausibility and sidecar tolerance
+    trust_sidecar: bool = False  # attach a sidecar's values even when it does not match its video
 
     def check(self) -> None:
         if self.detector not in DETECTORS:
             raise UsageError(f"unknown shot detector {self.detector!r}; choose from {', '.join(DETECTORS)}")
         self.window.check()
+        self.transitions.check()
         self.qc.check()
         if self.encoder.max_height and self.encoder.max_height < 16:
             raise UsageError("--max-height must be at least 16 pixels")
@@ -115,6 +129,8 @@ class IngestReport:
     flights_failed: int = 0
     duplicates: int = 0
     clips_new: int = 0
+    clips_moved: int = 0  # earlier clips whose boundaries moved: their captions follow (clip_lineage)
+    captions_orphaned: int = 0  # captions whose clip is gone with no clip covering its span
     warnings: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # every failure: input problems and failed flights
     input_problems: list[str] = field(default_factory=list)  # inputs that were not videos or did not exist
@@ -160,18 +176,47 @@ def _flight_row(job: FlightJob, **values: Any) -> dict[str, Any]:
 
 
 
-def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str]):
+def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str], *, video: Path, duration_s: float,
+                    n_frames: int, cfg: IngestConfig):
+    """The flight's telemetry: the sidecar when it belongs to the video, else what the video embeds.
+
+    A sidecar whose duration, start or frame count does not match the video within the tolerance of
+    ``cfg.telemetry`` (`match_sidecar`) is a flight warning of one line, and its values are left out unless
+    ``cfg.trust_sidecar``. Without a sidecar, GoPro GPMF telemetry in the file itself is read
+    (`read_embedded`); a DJI embedded track is noted, not read.
+    """
     if not sidecar:
-        return None
+        return _embedded_telemetry(video, warnings)
+    name = Path(sidecar).name
     try:
         tel = parse_srt(Path(sidecar), fps=fps)
     except Exception as exc:  # a malformed sidecar is a warning on the flight, never a failure
-        warnings.append(f"sidecar {Path(sidecar).name}: unreadable ({' '.join(str(exc).split())[:160]})")
+        warnings.append(f"sidecar {name}: unreadable ({' '.join(str(exc).split())[:160]})")
         return None
     for w in tel.warnings[:5]:
-        warnings.append(f"sidecar {Path(sidecar).name}: {w}")
+        warnings.append(f"sidecar {name}: {w}")
     if not tel.cues:
-        warnings.append(f"sidecar {Path(sidecar).name}: no telemetry cues found")
+        warnings.append(f"sidecar {name}: no telemetry cues found")
+        return None
+    match = match_sidecar(tel, duration_s, n_frames=n_frames, fps=fps, name=name, limits=cfg.telemetry)
+    if match.verdict == "mismatch":
+        if not cfg.trust_sidecar:
+            warnings.append(match.message)
+            return None
+        warnings.append(f"sidecar {name} does not match its video: {'; '.join(match.problems)} (tolerance "
+                        f"{match.tolerance_s:.1f} s); attached anyway, as --trust-sidecar asks")
+    return tel
+
+
+def _embedded_telemetry(video: Path, warnings: list[str]):
+    try:
+        found = read_embedded(video)
+    except Exception as exc:  # embedded telemetry is a bonus: never fail the flight for it
+        warnings.append(f"embedded telemetry unreadable ({' '.join(str(exc).split())[:160]})")
+        return None
+    warnings.extend(f"embedded telemetry: {note}" for note in found.notes[:5])
+    tel = found.telemetry
+    if tel is None or not tel.cues:
         return None
     return tel
 
@@ -234,7 +279,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
             heartbeat(done, total_work)
 
     try:
-        scan = scan_flight(path, fps, probe.n_frames, cfg.detector, cfg.min_shot_s, beat_scan)
+        scan = scan_flight(path, fps, probe.n_frames, cfg.detector, cfg.min_shot_s, beat_scan,
+                           transitions=cfg.transitions)
     except InputError as exc:
         return {"flight": _flight_row(job, **base, status="error", error=str(exc), warnings=warnings), "clips": []}
     if scan.decode_error:
@@ -253,7 +299,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         fps = typical_rate(scan.times, find_gaps(scan.times, cfg.window.gap_factor), fps)
     base["duration_s"] = float(scan.times[-1] + 1.0 / float(fps))
 
-    tel = _load_telemetry(job.sidecar, probe.fps, warnings)
+    tel = _load_telemetry(job.sidecar, probe.fps, warnings, video=path, duration_s=base["duration_s"],
+                          n_frames=scan.n_frames, cfg=cfg)
     events: list[tuple[int, str]] = []
     if tel is not None and cfg.split_at_events:
         try:
@@ -262,7 +309,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         except Exception as exc:  # events are optional; never fail the flight for them
             warnings.append(f"telemetry events unavailable ({exc})")
 
-    shots = shots_from_cuts(scan.cuts, scan.n_frames)
+    shots = shots_from_boundaries(scan.cuts, scan.transitions, scan.n_frames)
+    transition_ends = {t.start_frame: f"transition:{t.kind}" for t in scan.transitions}
     windows = make_windows(shots, fps, cfg.window, events, n_frames=scan.n_frames, times=scan.times)
     gaps = find_gaps(scan.times, cfg.window.gap_factor)
     if gaps:
@@ -271,10 +319,11 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
     if not windows:
         warnings.append(f"no clip: every shot is shorter than the minimum clip length ({cfg.window.min_s} s)")
 
+    summaries = _summaries(tel, windows, shots, scan, base["duration_s"], cfg, warnings)
     clips_dir = Path(job.dataset_root) / "clips" / flight_id
     rows: list[dict[str, Any]] = []
     specs: list[ClipSpec] = []
-    for w in windows:
+    for k, w in enumerate(windows):
         cid = clip_id_of(flight_id, w.start_frame, w.end_frame)
         sel = slice(w.start_frame, w.end_frame)
         sharp_sel = (scan.sharp_frames >= w.start_frame) & (scan.sharp_frames < w.end_frame)
@@ -293,7 +342,7 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
             start_s=start_s,
             end_s=end_s,
             duration_s=end_s - start_s,
-            split_reason=w.split_reason,
+            split_reason=_reason(w, transition_ends),
             motion=None if np.isnan(q.motion) else q.motion,
             motion_kind=None if q.motion_kind == "unknown" else q.motion_kind,
             sharpness=None if np.isnan(q.sharpness) else q.sharpness,
@@ -304,8 +353,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
             qc_reasons=q.reasons,
             keyframe_paths=[],
         ).as_dict()
-        if tel is not None:
-            _add_telemetry(row, tel, start_s, end_s)
+        if summaries is not None:
+            _add_telemetry(row, summaries[k])
         rows.append(row)
         if cfg.cut and (q.verdict == "pass" or cfg.cut_rejected):
             keys = tuple(clips_dir / f"{cid}_k{k}.jpg" for k in range(cfg.encoder.keyframes))
@@ -367,8 +416,39 @@ def _tel_start(tel: Any) -> datetime | None:
     return start
 
 
-def _add_telemetry(row: dict[str, Any], tel: Any, start_s: float, end_s: float) -> None:
-    s = summarize(tel, start_s, end_s)
+def _reason(w: Any, transition_ends: dict[int, str]) -> str:
+    """A shot that ends where a fade or dissolve starts ends with ``transition:<kind>``, not ``cut``."""
+    return transition_ends.get(w.end_frame, "cut") if w.split_reason == "cut" else w.split_reason
+
+
+def _summaries(tel: Any, windows: list, shots: list, scan: Any, duration_s: float, cfg: IngestConfig,
+               warnings: list[str]) -> list[TelemetrySummary] | None:
+    """Every window's telemetry summary, none across a shot cut or a transition edge (`summarize_clips`).
+
+    The boundaries are the times where a shot starts or ends inside the flight: hard cuts and both edges of
+    every fade and dissolve. Every frame inside a transition is a boundary too: no clip uses its telemetry,
+    and the place changes somewhere inside it, which judged as one stretch would read as a position jump.
+    The plausibility check's lines (impossible values left out) go to the flight.
+    """
+    if tel is None:
+        return None
+
+    def at(frame: int) -> float:
+        return float(scan.times[frame]) if frame < scan.n_frames else duration_s
+
+    edges = {at(s.start_frame) for s in shots if s.start_frame > 0}
+    edges |= {at(s.end_frame) for s in shots if s.end_frame < scan.n_frames}
+    edges |= {at(f) for t in scan.transitions for f in range(t.start_frame, t.end_frame)}
+    summaries, check = summarize_clips(tel, [(w.start_s, w.end_s) for w in windows], limits=cfg.telemetry,
+                                       boundaries=sorted(edges))
+    warnings.extend(check.warnings())
+    return summaries
+
+
+def _add_telemetry(row: dict[str, Any], s: TelemetrySummary) -> None:
+    """The summary's values, and its flags (values left out, a span over a boundary) as informational QC
+    reasons: the verdict is the picture's, not the telemetry's."""
+    row["qc_reasons"] = [*(row.get("qc_reasons") or []), *s.flags]
     row.update(
         lat=s.lat,
         lon=s.lon,
@@ -558,12 +638,28 @@ def _ingest_locked(
         if flights is not None:
             dataset.write_table("flights", flights)
         if clips is not None:
+            _record_lineage(dataset, clips, report, rep, log)
             dataset.replace_rows("clips", WRITER, clips)
         dataset.record_stage("ingest", {"settings": config.as_dict(), "settings_hash": settings})
         log.write("summary", **{k: v for k, v in asdict(report).items() if k not in ("log_path", "dataset")})
     finally:
         log.close()
     return report
+
+
+def _record_lineage(dataset: Dataset, clips: pa.Table, report: IngestReport, rep: Reporter, log: RunLog) -> None:
+    """Before ingest's clip rows are replaced: record which new clip covers each vanished clip (captions
+    follow it; ingest never rewrites caption rows) and report the captions left without a clip."""
+    cols = ["clip_id", "flight_id", "start_frame", "end_frame"]
+    old = dataset.rows_of("clips", WRITER).select(cols).to_pylist()
+    update = record_lineage(dataset, old, clips.select(cols).to_pylist())
+    report.clips_moved = update.moved
+    report.captions_orphaned = update.captions_orphaned
+    if update.message:
+        report.warnings.append(update.message)
+        rep.warning(update.message)
+        log.write("lineage", moved=update.moved, orphaned=update.orphaned, captions_carried=update.captions_carried,
+                  captions_orphaned=update.captions_orphaned)
 
 
 def _result_of(outcome: Outcome) -> dict[str, Any]:

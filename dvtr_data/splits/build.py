@@ -25,6 +25,7 @@ import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moment
 from dvtr_data import __version__
 from dvtr_data.dataset import Dataset, atomic_write_bytes
 from dvtr_data.errors import DatasetError, UsageError
+from dvtr_data.lineage import captions_on_current_clips
 from dvtr_data.splits import neardup
 from dvtr_data.splits.assign import SPLIT_NAMES, Unit, assign
 from dvtr_data.splits.groups import build_groups, location_cells
@@ -183,7 +184,7 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
         raise DatasetError(
             f"{ds.root} has no clips yet", hint="run `dvtr-data ingest` or `dvtr-data import` first"
         )
-    captions = ds.read_table("captions")
+    captions = captions_on_current_clips(ds)  # captions follow clips whose boundaries a re-ingest moved
     if not captions.num_rows:
         raise DatasetError(
             f"{ds.root} has no captions yet, so no clip can be split",

@@ -1,7 +1,9 @@
 """Simulated flights: specs, and rendering one to ``<name>.mp4`` + ``<name>.SRT`` + ``<name>.truth.json``.
 
 A flight is one or more shots (each over its own place, flown as a list of maneuvers) joined by hard cuts,
-cross-fades or fades through black. Everything is seeded: the same spec gives the same files.
+cross-fades (dissolves) or fades through black or white. The truth's ``fades`` list every gradual transition's
+frames ``[start, end)`` and kind (``cross``, ``black``, ``white``). Everything is seeded: the same spec gives
+the same files.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import math
 import os
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +31,7 @@ from dvtr_data.synth.video import Mp4Writer
 from dvtr_data.synth.world import COVER_NAMES, ROAD, SAND, THEMES, World, build_world
 
 TRUTH_FORMAT = "dvtr-synth-truth/1"
-TRANSITIONS = ("cut", "crossfade", "fade_black")
+TRANSITIONS = ("cut", "crossfade", "fade_black", "fade_white")
 LAND_COVERS = ("grass", "forest", "farmland", "sand", "water")
 Progress = Callable[[str, int, int], None]
 
@@ -125,6 +127,7 @@ class _Timeline:
     fades: list[dict[str, Any]]
     mix: list[list[tuple[int, float]]]  # per frame: (shot, weight); weights < 1 alone mean a fade to black
     owner: np.ndarray
+    white: set[int] = field(default_factory=set)  # frames whose lone weight < 1 fades to white, not black
 
 
 def _timeline(spec: FlightSpec) -> _Timeline:
@@ -153,7 +156,8 @@ def _timeline(spec: FlightSpec) -> _Timeline:
         start, end = b - half, b - half + f
         if start <= shots[k].start + 1 or end >= shots[k + 1].end - 1:
             raise ValueError(f"shots around transition {k} are too short for a {spec.fade_s} s fade")
-        fades.append({"start": start, "end": end, "kind": "cross" if kind == "crossfade" else "black"})
+        name = {"crossfade": "cross", "fade_black": "black", "fade_white": "white"}[kind]
+        fades.append({"start": start, "end": end, "kind": name})
         if kind == "crossfade":
             shots[k].post = end - b
             shots[k + 1].pre = b - start
@@ -165,7 +169,8 @@ def _timeline(spec: FlightSpec) -> _Timeline:
                 mix[i] = [(k, (b - i - 0.5) / (b - start))]
             for i in range(b, end):
                 mix[i] = [(k + 1, (i - b + 0.5) / (end - b))]
-    return _Timeline(n, shots, cuts, fades, mix, owner)
+    white = {i for f in fades if f["kind"] == "white" for i in range(f["start"], f["end"])}
+    return _Timeline(n, shots, cuts, fades, mix, owner, white)
 
 
 # ------------------------------------------------------------------------------------------------ worlds
@@ -365,6 +370,8 @@ def render_flight(
                     classes.update(view.classes())
             if len(parts) == 2:
                 frame = cv2.addWeighted(parts[0][0], parts[0][1], parts[1][0], parts[1][1], 0.0)
+            elif parts[0][1] < 1.0 and i in tl.white:
+                frame = parts[0][0]  # faded to white below, after the camera's sensor model
             elif parts[0][1] < 1.0:
                 frame = cv2.convertScaleAbs(parts[0][0], alpha=parts[0][1])
             else:
@@ -373,6 +380,11 @@ def render_flight(
             j = i - own.start + own.pre
             yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
             own.renderer.sensor(yuv, float(own.traj.gain[j]))
+            if i in tl.white:  # an editor's fade: white (Y 235, U = V = 128 in limited range) over the camera's frame
+                w = parts[0][1]
+                h = spec.height
+                yuv[:h] = cv2.addWeighted(yuv[:h], w, yuv[:h], 0.0, 235.0 * (1.0 - w))
+                yuv[h:] = cv2.addWeighted(yuv[h:], w, yuv[h:], 0.0, 128.0 * (1.0 - w))
             writer.write_yuv(yuv)
             visible.append(sorted(classes))
             t = own.traj

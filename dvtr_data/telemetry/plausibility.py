@@ -148,7 +148,9 @@ class TelemetryCheck:
         t = self.position_track
         on = np.flatnonzero(t >= 0)
         on = on[np.argsort(self.times[on], kind="stable")]
-        return [float(self.times[b]) for a, b in pairwise(on.tolist()) if t[a] != t[b]]
+        # track ids are numbered per segment: a change across a declared boundary is no change to report
+        seg = segment_of(self.times, self.boundaries, self.limits.time_tolerance_s)
+        return [float(self.times[b]) for a, b in pairwise(on.tolist()) if t[a] != t[b] and seg[a] == seg[b]]
 
     def counts(self) -> dict[str, int]:
         """How many cues carry each reason code."""
