@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dvtr_data.annotation import checks, labeling
+from dvtr_data.annotation.categories import write_clip_categories
 from dvtr_data.annotation.client import AnnotationState, Connection, Studio
 from dvtr_data.annotation.push import find_project
 from dvtr_data.dataset import Dataset
@@ -201,6 +202,7 @@ def _pull_locked(dataset: Dataset, conn: Connection, studio: Studio, min_words: 
                 )
         merged = _merge(dataset, pid, fresh, seen_tasks, report)
         dataset.replace_rows("captions", WRITER, merged)
+        log.write("categories", clips=write_clip_categories(dataset))  # the annotators' majority, per clip
         for row in fresh:
             if row["status"] == "skipped":
                 report.skipped += 1

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data import __version__
+from dvtr_data.annotation.categories import annotated_categories
 from dvtr_data.dataset import Dataset, atomic_write_bytes
 from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.lineage import captions_on_current_clips
@@ -117,6 +118,7 @@ def _read_clips(ds: Dataset) -> _Clips:
     t = ds.read_table("clips")
     col = lambda name: t.column(name).to_pylist()  # noqa: E731
     kf = [k[0] if k else None for k in col("keyframe_paths")]
+    annotated = annotated_categories(ds)  # the annotators' majority (clip_categories) wins over clips.category
     return _Clips(
         ids=col("clip_id"),
         flights=col("flight_id"),
@@ -126,7 +128,7 @@ def _read_clips(ds: Dataset) -> _Clips:
         lon=t.column("lon").to_numpy(zero_copy_only=False).astype(np.float64),
         duration=t.column("duration_s").to_numpy(zero_copy_only=False).astype(np.float64),
         keyframe=kf,
-        category=col("category"),
+        category=[annotated.get(c) or k for c, k in zip(col("clip_id"), col("category"), strict=True)],
     )
 
 
@@ -241,8 +243,12 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             vectors = emb.vectors
             sub_rows = rows_full[idx]
             have = np.flatnonzero(sub_rows >= 0)
+            sel = sub_rows[have]  # no copy of the matrix when every row takes part, in order (the usual case)
             found = neardup.index_cosine_pairs(
-                vectors[sub_rows[have]], cfg.threshold, seed=cfg.seed, progress=progress
+                vectors if np.array_equal(sel, np.arange(len(vectors))) else vectors[sel],
+                cfg.threshold,
+                seed=cfg.seed,
+                progress=progress,
             )
             pairs["cosine"] = (have[found.ii], have[found.jj])
             emb_info = {
