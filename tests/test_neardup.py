@@ -349,3 +349,30 @@ def test_every_table_plan_is_exact(d, plan):
     assert as_set(*neardup.hash_neighbours(h, d, tables=plan)) == want
     with pytest.raises(ValueError, match="cannot find pairs"):
         neardup.hash_neighbours(h, d, tables=(plan[0], plan[1] - 1) if plan[1] else (plan[0] - 1, 0))
+
+
+def test_embeddings_are_read_in_batches_like_whole(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(5)
+    v = rng.normal(size=(50, 6)).astype(np.float32)
+    status = ["ok"] * 50
+    status[3] = status[40] = "error"
+    vectors = [None if k in (7, 20) else row.tolist() for k, row in enumerate(v)]
+    path = tmp_path / "m.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "clip_id": [f"c{k}" for k in range(50)],
+                "model": ["m"] * 50,
+                "status": status,
+                "clip_embedding": pa.array(vectors, pa.list_(pa.float32())),
+            }
+        ),
+        path,
+    )
+    keep = [k for k in range(50) if k not in (3, 7, 20, 40)]
+    got = neardup.read_embedding_file(path, batch_rows=7)
+    assert got.clip_ids == [f"c{k}" for k in keep] and got.model == "m"
+    np.testing.assert_allclose(got.vectors, unit(v[keep].astype(np.float64)), rtol=1e-6)

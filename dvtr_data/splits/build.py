@@ -243,8 +243,12 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             vectors = emb.vectors
             sub_rows = rows_full[idx]
             have = np.flatnonzero(sub_rows >= 0)
+            sel = sub_rows[have]  # no copy of the matrix when every row takes part, in order (the usual case)
             found = neardup.index_cosine_pairs(
-                vectors[sub_rows[have]], cfg.threshold, seed=cfg.seed, progress=progress
+                vectors if np.array_equal(sel, np.arange(len(vectors))) else vectors[sel],
+                cfg.threshold,
+                seed=cfg.seed,
+                progress=progress,
             )
             pairs["cosine"] = (have[found.ii], have[found.jj])
             emb_info = {

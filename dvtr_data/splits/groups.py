@@ -95,7 +95,7 @@ def build_groups(
         links[f"near-duplicate:{kind}"] = count
 
     roots = uf.roots()
-    uniq_roots, label = np.unique(roots, return_inverse=True)
+    _, label = np.unique(roots, return_inverse=True)
     label = label.astype(np.int64)
     kinds_of: dict[int, set[str]] = defaultdict(set)
     for a, kind in joined_by:

@@ -73,36 +73,55 @@ def _vector_column(schema: pa.Schema) -> str | None:
     return None
 
 
-def read_embedding_file(path: Path) -> ClipEmbeddings:
+def read_embedding_file(path: Path, batch_rows: int = 65_536) -> ClipEmbeddings:
     """Read the ok rows' ``clip_id`` and pooled vector of one embeddings file (only those columns: the per-frame
-    vectors beside them are many times larger), through precaption's own `clip_matrix` when it is importable."""
+    vectors beside them are many times larger), through precaption's own `clip_matrix` when it is importable.
+
+    The file is read in row batches, each normalised into one growing float32 matrix: reading it whole and then
+    filtering, flattening and normalising made four transient copies (8 GB at a million 512-d clips).
+    """
     try:
-        schema = pq.read_schema(path)
+        parquet = pq.ParquetFile(path)
+        schema = parquet.schema_arrow
     except (pa.ArrowInvalid, OSError) as exc:
         raise DatasetError(f"{path} is not a readable Parquet file: {exc}") from exc
     col = _vector_column(schema)
     if "clip_id" not in schema.names or col is None:
         raise DatasetError(f"{path} has no clip_id and pooled embedding column")
     columns = ["clip_id", col] + [c for c in ("status", "model") if c in schema.names]
-    table = pq.read_table(path, columns=columns)
-    if "status" not in table.column_names:
-        table = table.append_column("status", pa.array(["ok"] * table.num_rows, pa.string()))
-    table = table.filter(pc.invert(pc.is_null(table.column(col))))
-    if col != "clip_embedding":
-        table = table.rename_columns(["clip_embedding" if c == col else c for c in table.column_names])
-    model = path.stem
-    if "model" in table.column_names and table.num_rows:
-        model = str(table.column("model")[0].as_py())
     try:
         from dvtr_data.precaption.embed import clip_matrix
     except ImportError:  # precaption not installed in this build: same logic, local
         clip_matrix = _clip_matrix
-    ids, vectors = clip_matrix(table)
-    if not ids:
+    model = path.stem
+    ids: list[str] = []
+    total = parquet.metadata.num_rows
+    out: np.ndarray | None = None
+    filled = 0
+    for k, batch in enumerate(parquet.iter_batches(batch_size=batch_rows, columns=columns)):
+        table = pa.Table.from_batches([batch])
+        if "status" not in table.column_names:
+            table = table.append_column("status", pa.array(["ok"] * table.num_rows, pa.string()))
+        table = table.filter(pc.invert(pc.is_null(table.column(col))))
+        if col != "clip_embedding":
+            table = table.rename_columns(["clip_embedding" if c == col else c for c in table.column_names])
+        if k == 0 and "model" in table.column_names and table.num_rows:
+            model = str(table.column("model")[0].as_py())
+        batch_ids, vectors = clip_matrix(table)
+        if not batch_ids:
+            continue
+        if out is None:
+            out = np.empty((total, vectors.shape[1]), dtype=np.float32)
+        elif vectors.shape[1] != out.shape[1]:
+            raise DatasetError("embedding vectors have different lengths")
+        block = out[filled : filled + len(batch_ids)]
+        block[:] = vectors
+        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+        ids.extend(batch_ids)
+        filled += len(batch_ids)
+    if out is None or not ids:
         return ClipEmbeddings([], np.zeros((0, 0), np.float32), model, path)
-    vectors = np.array(vectors, dtype=np.float32, order="C")
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return ClipEmbeddings(ids, vectors, model, path)
+    return ClipEmbeddings(ids, out[:filled] if filled < total else out, model, path)
 
 
 def _clip_matrix(table: pa.Table) -> tuple[list[str], np.ndarray]:
@@ -247,8 +266,8 @@ def index_cosine_pairs(
     The IVF search is run cell by cell rather than query by query (as `IndexIVFFlat.range_search` would): all
     queries probing a cell against that cell's rows is one matrix product, which BLAS does about eight times faster
     on two cores than faiss's per-query scan of 512-dimensional lists; the pairs are the same. Products go in
-    blocks of ``batch`` queries, so memory holds the vectors sorted by cell, the probe table (``nprobe`` integers a
-    row) and one block. ``progress(done, total)`` is called per block (flat) or per cell (ivf).
+    blocks of ``batch`` queries, so memory holds, besides the vectors, the probe table (``nprobe`` integers a row)
+    and one block. ``progress(done, total)`` is called per block (flat) or per cell (ivf).
     """
     import faiss
 
@@ -298,7 +317,6 @@ def index_cosine_pairs(
         cell = probes[:, 0]
         order = np.argsort(cell, kind="stable")
         starts = np.searchsorted(cell[order], np.arange(nlist + 1))
-        xs = x[order]  # rows sorted by cell: each cell's rows are one slice
         flat = probes.ravel()
         porder = np.argsort(flat, kind="stable")
         pstarts = np.searchsorted(flat[porder], np.arange(nlist + 1))
@@ -307,7 +325,7 @@ def index_cosine_pairs(
             m0, m1 = int(starts[c]), int(starts[c + 1])
             queries = queries_of[pstarts[c] : pstarts[c + 1]]
             for r0, r1 in _blocks(m1 - m0, 2048):  # a block: batch x 2048 float32 cosines, 64 MB at most
-                rows = xs[m0 + r0 : m0 + r1]
+                rows = x[order[m0 + r0 : m0 + r1]]  # gathered per cell: no second copy of the vectors
                 for q0, q1 in _blocks(len(queries), batch):
                     q = queries[q0:q1]
                     ii, jj = np.nonzero(x[q] @ rows.T >= threshold - MARGIN)
