@@ -178,3 +178,17 @@ def test_cli_trust_sidecar_option_attaches_a_mismatched_sidecar(edit, tmp_path):
     assert result.exit_code == 0, result.output
     clips = Dataset(tmp_path / "ds").read_table("clips").to_pylist()
     assert any(c["lat"] is not None for c in clips)
+
+
+def test_the_cards_map_shows_only_real_places(edit, clean, tmp_path):
+    from dvtr_data.card.stats import dataset_stats
+
+    truth = truth_of(edit)
+    flight, clips = clean
+    ds_dir = tmp_path / "ds"
+    ingest_one(edit, ds_dir)
+    points = dataset_stats(Dataset(ds_dir))["locations"]
+    assert len(points) == len(clips)
+    homes = [(s["home"]["lat"], s["home"]["lon"]) for s in truth["shots"]]
+    for lat, lon, _ in points:  # every plotted point is within 2 km of a place the edit really shows
+        assert min(haversine_m(lat, lon, h[0], h[1]) for h in homes) < 2_000
