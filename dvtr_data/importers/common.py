@@ -202,12 +202,8 @@ def write_import(
         raise InputError(f"{source}: the published files hold no videos")
     ds.create()
     ids = clean_ids(source, [it.clean_hint or it.source_id for it in items])
-    old = ds.read_table("imports")
-    old_ids = (
-        set(old.filter(pc.equal(old.column("source"), source)).column("clip_id").to_pylist())
-        if old.num_rows
-        else set()
-    )
+    # this import's own clips are the rows it wrote (a killed earlier run may have written clips but no imports rows)
+    old_ids = set(ds.rows_of("clips", f"import:{source}").column("clip_id").to_pylist())
     new_ids = set(ids)
     clash = (_existing_ids(ds) - old_ids) & new_ids
     if clash:
