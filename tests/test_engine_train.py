@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import typer
 from test_engine_toy import TINY_OVERRIDES, build_toy_dataset
 from typer.testing import CliRunner
 
@@ -183,11 +182,8 @@ def test_trained_backbone_modes_run(toy: Dataset, mode: str) -> None:
 # ---------------------------------------------------------------------------------------------- CLI
 @pytest.fixture(scope="module")
 def cli():
-    from dvtr_data.cli.baseline import baseline_app, search_cmd
+    from dvtr_data.cli import app  # the real app: its one error boundary maps errors to exit codes
 
-    app = typer.Typer()
-    app.add_typer(baseline_app, name="baseline")
-    app.command("search")(search_cmd)
     return app
 
 
