@@ -29,6 +29,7 @@ from dvtr_data.annotation.simulate import simulate
 from dvtr_data.dataset import Dataset
 from dvtr_data.importers import import_published
 from dvtr_data.ingest import IngestConfig, ingest
+from dvtr_data.ingest.windows import WindowRule
 from dvtr_data.precaption.stage import PrecaptionConfig, precaption
 from dvtr_data.schemas import TABLES
 from dvtr_data.splits import SplitConfig, split_dataset
@@ -36,6 +37,7 @@ from dvtr_data.synth import generate
 
 pytestmark = pytest.mark.slow
 
+SHORT = WindowRule(target_s=2.0, min_s=1.0, max_s=4.0)
 LOCAL = Connection("http://127.0.0.1:8080", "k" * 40, local=True)
 BANK = ["A red roof in a village.", "A green forest on a hill.", "A blue lake between hills.", "A port with boats."]
 
@@ -53,7 +55,8 @@ def _studio(srv: FakeServer) -> Studio:
 
 def _commands(world: World) -> dict[str, Callable[[Path, FakeServer], Any]]:
     return {
-        "ingest": lambda root, srv: ingest([world.flights], root, IngestConfig(), workers=1),
+        # 1 s minimum: the tiny flights' 2 s shots beside a fade lose its frames and would make no clip at 2 s
+        "ingest": lambda root, srv: ingest([world.flights], root, IngestConfig(window=SHORT), workers=1),
         "import": lambda root, srv: import_published("clip4clip", world.published, root, name="pubx", media="none"),
         "precaption": lambda root, srv: precaption(
             root,
