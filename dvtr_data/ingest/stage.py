@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -299,7 +299,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         fps = typical_rate(scan.times, find_gaps(scan.times, cfg.window.gap_factor), fps)
     base["duration_s"] = float(scan.times[-1] + 1.0 / float(fps))
 
-    tel = _load_telemetry(job.sidecar, probe.fps, warnings, video=path, duration_s=base["duration_s"],
+    duration_s = cast(float, base["duration_s"])
+    tel = _load_telemetry(job.sidecar, probe.fps, warnings, video=path, duration_s=duration_s,
                           n_frames=scan.n_frames, cfg=cfg)
     events: list[tuple[int, str]] = []
     if tel is not None and cfg.split_at_events:
@@ -319,7 +320,7 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
     if not windows:
         warnings.append(f"no clip: every shot is shorter than the minimum clip length ({cfg.window.min_s} s)")
 
-    summaries = _summaries(tel, windows, shots, scan, base["duration_s"], cfg, warnings)
+    summaries = _summaries(tel, windows, shots, scan, duration_s, cfg, warnings)
     clips_dir = Path(job.dataset_root) / "clips" / flight_id
     rows: list[dict[str, Any]] = []
     specs: list[ClipSpec] = []

@@ -18,16 +18,19 @@ reached by such a ramp on at least one side is a fade; its extent runs out along
 keeps changing by more than ``ramp`` (relative) per frame, up to ``max_s`` each way. A flat sky or calm sea with
 no ramp into it is not a fade.
 
-**Dissolves** (`_DissolveTest`, streaming): during a dissolve from A to B every frame is a blend
+**Dissolves** (`_dissolve`, streaming): during a dissolve from A to B every frame is a blend
 ``(1 - a) A + a B`` with ``a`` rising from 0 to 1. Windows ``[s, e]`` of a few lengths (up to ``max_s``) ending
-every quarter length are tested, keeping only the last ``max_s`` of thumbnails in memory. A window is a dissolve
-when its end frames are different pictures (mean absolute difference above ``min_change``, correlation below
-``max_corr``: a gain change or slow drift is not), the frames between are each explained by the blend of the
-two ends (least-squares ``a``, relative residual below ``max_residual``), ``a`` rises without a jump (a jump is
-a hard cut), and the contrast dips as a blend of two unrelated pictures does (within ``std_tolerance`` of the
-blend's predicted standard deviation). The last test is what rejects camera motion: a pan between two different
-views can look like a blend on blurred pictures, but its frames keep their contrast, while a blend's halves
-partly cancel. The extent comes from a straight line fitted to ``a`` over the mixing frames, extended to 0 and 1.
+every quarter length are tested, keeping only the last ``max_s`` of thumbnails in memory (about 0.7 ms a frame).
+A window is a dissolve when its end frames are different pictures (mean absolute difference above
+``min_change``, correlation below ``max_corr``: a gain change or slow drift is not), the frames between are each
+explained by the blend of the two ends (least-squares ``a``, relative residual below ``max_residual``: loose,
+because both pictures keep moving during the blend), ``a`` rises without a jump (a jump is a hard cut) and
+stays within [-0.1, 1.1], and the contrast dips as a blend of two unrelated pictures does (observed over
+predicted standard deviation within [``std_low``, ``std_high``]). The last test is what rejects camera motion:
+a pan between two different views can look like a blend on small pictures, but its frames keep their contrast
+(1.2-1.4 times a blend's), while a blend's halves partly cancel. The extent is the union of where ``a`` (a line
+fitted over the mixing frames) runs from 0 to 1 and the dip in contrast (`_refine`): motion biases ``a`` near
+the ends, the contrast recovers exactly where the blend stops.
 """
 
 from __future__ import annotations
