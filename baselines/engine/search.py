@@ -256,14 +256,15 @@ def open_index(
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("format") == INDEX_FORMAT and state.get("fingerprint") == fingerprint:
             return model, cfg, _to(SearchIndex.from_state(state), dev), path
-    encoder = Encoder(model, cfg, dev)
-    cache = _run_features(ds, run, cfg, model, encoder)
-    frame_cls, mask = cache.frame_features(clips, encoder.clips, progress=progress)
-    index = build_index(model, clips, frame_cls.to(dev), mask.to(dev), store_dtype=STORE_DTYPES[store_dtype])
-    index = _to(index, torch.device("cpu"))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(index.to_state(), tmp)
+    with ds.writing("search"):  # the first search of a run writes its feature cache and index into the dataset
+        encoder = Encoder(model, cfg, dev)
+        cache = _run_features(ds, run, cfg, model, encoder)
+        frame_cls, mask = cache.frame_features(clips, encoder.clips, progress=progress)
+        index = build_index(model, clips, frame_cls.to(dev), mask.to(dev), store_dtype=STORE_DTYPES[store_dtype])
+        index = _to(index, torch.device("cpu"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            torch.save(index.to_state(), tmp)
     return model, cfg, _to(index, dev), path
 
 

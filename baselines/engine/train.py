@@ -293,7 +293,8 @@ def run_baseline(
         "python": platform.python_version(),
     }
     family = get_family(cfg.family)
-    return family.execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=False)
+    with ds.writing("baseline"):  # a run writes its folder and the feature cache into the dataset
+        return family.execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=False)
 
 
 def resume_run(
@@ -310,7 +311,8 @@ def resume_run(
         m = run.metrics()
         return RunResult(run_id, run.root, "finished", m.get("best_epoch"), m.get("final", {}), run.report_path, resumed=True,
                          messages=["the run had already finished; nothing to do"])
-    return get_family(cfg.family).execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=True)
+    with ds.writing("baseline"):
+        return get_family(cfg.family).execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=True)
 
 
 def _execute(

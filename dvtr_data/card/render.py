@@ -127,9 +127,13 @@ def write_card(dataset: Dataset | str | Path, out: str | Path | None = None, *,
 
     ``reporter`` follows the four steps: statistics, figures, thumbnails, pages.
     """
-    steps = as_reporter(reporter, "card").counter("dataset card", 4, "steps")
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
+    with ds.writing("card"):
+        return _write_card(ds, out, as_reporter(reporter, "card").counter("dataset card", 4, "steps"))
+
+
+def _write_card(ds: Dataset, out: str | Path | None, steps: Any) -> CardResult:
     target = Path(out).expanduser().absolute() if out else ds.root / "card"
     if target.resolve() == ds.root or ds.root.is_relative_to(target.resolve()):
         raise UsageError(f"--out {target} would hold the dataset itself; choose another folder")

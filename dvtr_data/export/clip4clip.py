@@ -20,7 +20,10 @@ DEFAULT_PROTOCOL = 4
 
 
 def write_clip4clip(view: ExportView, stage: Path, *, media: str) -> dict[str, Any]:
-    clips = view.caption_order()
+    every = view.caption_order()
+    # a clip without a caption is skipped everywhere (captions, lists, videos), as the manifest says
+    clips = [c for c in every if c.n_captions]
+    written = {c.export_id for c in clips}
     captions = {c.export_id: c.tokens for c in clips}
     sources = {c.source for c in clips}
     protocol = DEFAULT_PROTOCOL
@@ -30,9 +33,9 @@ def write_clip4clip(view: ExportView, stage: Path, *, media: str) -> dict[str, A
             protocol = recorded
     (stage / "raw-captions.pkl").write_bytes(pickle.dumps(captions, protocol=protocol))
     for split in view.splits:
-        lines = "".join(f"{c.export_id}\n" for c in view.by_split[split])
+        lines = "".join(f"{c.export_id}\n" for c in view.by_split[split] if c.export_id in written)
         (stage / LIST_NAMES[split]).write_bytes(lines.encode("utf-8"))
-    skipped = {"videos_missing": 0, "without_captions": sum(1 for c in clips if not c.n_captions)}
+    skipped = {"videos_missing": 0, "without_captions": len(every) - len(clips)}
     notes = []
     if media != "none":
         folder = stage / "Videos"
@@ -48,4 +51,7 @@ def write_clip4clip(view: ExportView, stage: Path, *, media: str) -> dict[str, A
             notes.append(
                 f"{skipped['videos_missing']} clip(s) have no video file in the dataset (captions-only imports)"
             )
-    return {"skipped": skipped, "notes": notes, "extra": {"pickle_protocol": protocol}}
+    counts = {
+        split: {"clips_written": sum(1 for c in view.by_split[split] if c.export_id in written)} for split in view.splits
+    }
+    return {"skipped": skipped, "notes": notes, "counts": counts, "extra": {"pickle_protocol": protocol}}
