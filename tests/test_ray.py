@@ -17,7 +17,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_precaption_support import ColourEncoder, make_dataset
 
 from dvtr_data.dataset import Dataset
 from dvtr_data.engine import Progress
@@ -26,6 +25,7 @@ from dvtr_data.engine.ray import RayExecutor, ensure_ray
 from dvtr_data.ingest import IngestConfig, ingest
 from dvtr_data.ingest.windows import WindowRule
 from dvtr_data.precaption.stage import PrecaptionConfig, precaption
+from dvtr_data.testing.precaption import ColourEncoder, make_dataset
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -262,3 +262,18 @@ def test_a_model_pool_of_two_actors_gives_the_rows_of_the_local_model_in_the_sam
         assert rows(pool) == rows(ColourEncoder())
     finally:
         pool.close()
+
+
+@pytest.mark.boundary
+def test_the_ingest_command_runs_on_ray(ray_cluster, flights, tmp_path):
+    from typer.testing import CliRunner
+
+    from dvtr_data.cli import app
+
+    result = CliRunner().invoke(app, ["ingest", str(flights), "--dataset", str(tmp_path / "ds"), "--executor", "ray",
+                                      "--workers", "2"])
+    assert result.exit_code == 1, result.output  # broken.mp4 failed: a partial failure, as locally
+    assert "ingested 4 flight(s), skipped 0 up to date, 1 failed" in result.stdout
+    assert "broken.mp4" in result.stderr
+    bad = CliRunner().invoke(app, ["ingest", str(flights), "--dataset", str(tmp_path / "ds2"), "--executor", "dask"])
+    assert bad.exit_code == 2 and "unknown executor 'dask'" in bad.stderr

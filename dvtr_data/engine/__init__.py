@@ -121,6 +121,8 @@ def make_executor(
     """
     from dvtr_data.errors import UsageError
 
+    if workers is not None and workers < 0:  # -1 would mean "one worker fewer than nothing" to some pools: refuse
+        raise UsageError(f"--workers must be >= 0 (0: in-process); got {workers}")
     if kind == "ray":
         from dvtr_data.engine.ray import RayExecutor
 

@@ -220,12 +220,16 @@ class _Run:
     def poll(self, timeout: float) -> None:
         ex = self.executor
         conns = {w.conn: w for w in self.workers}
-        ready = wait(list(conns), timeout=timeout) if conns else (time.sleep(timeout) or [])
+        if conns:
+            ready = wait(list(conns), timeout=timeout)
+        else:
+            time.sleep(timeout)
+            ready = []
         now = time.monotonic()
         for conn in ready:
             w = conns[conn]  # type: ignore[index]
             try:
-                msg = conn.recv()  # type: ignore[union-attr]
+                msg: tuple[Any, ...] = w.conn.recv()
             except (EOFError, OSError):
                 self.died(w)
                 continue
@@ -234,7 +238,7 @@ class _Run:
                 w.ready = True
                 self.start_failures = 0
             elif kind == "fatal":
-                self.start_failed(w, msg[1])
+                self.start_failed(w, str(msg[1]))
             elif kind == "beat" and w.job is not None:
                 w.last_beat = now
                 self.out.put(Progress(w.job[0], msg[1], msg[2]))
@@ -247,7 +251,7 @@ class _Run:
                 else:
                     if msg[2]:
                         print(msg[2], file=sys.stderr, flush=True)
-                    self.emit(Outcome(index, item, error=msg[1], status="error"))
+                    self.emit(Outcome(index, item, error=str(msg[1]), status="error"))
                 if ex.recycle and w.done >= ex.recycle:
                     self.workers.remove(w)
                     w.retire()

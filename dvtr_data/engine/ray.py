@@ -7,9 +7,11 @@ GIL cannot be interrupted any other way) and becomes a "stalled" outcome. What R
 dies (OOM killer, segfault, a lost node) is retried up to ``max_retries`` times, then becomes a "died" outcome.
 Results come back to the driver, which alone writes the dataset's tables and holds its write lock.
 
-Heartbeats travel through a small actor (`_Board`): tasks post ``(index, done, total)``, throttled, and the driver
-drains them while it waits, so progress bars and the watchdog are fed from the cluster. A task's stall clock
-starts at its first beat, which the task posts as it starts, so tasks queued for a free CPU are never "stalled".
+Heartbeats travel through a small actor (`_Board`, one per driver): tasks post ``(run, index, done, total)``,
+throttled, and the driver drains them while it waits, so progress bars and the watchdog are fed from the cluster.
+A task's stall clock starts at its first beat, which the task posts as it starts, so tasks queued for a free CPU
+are never "stalled". The clock also runs while Ray restarts a crashed task, so keep stall timeouts well above a
+worker's restart time (seconds; the defaults are 60 s and more).
 
 Starting Ray: ``address=None`` starts a local cluster for this process; "auto" or "ray://host:10001" joins one
 (see the README's "Running on a cluster"). Either way usage statistics are off and no dashboard is started by us.
@@ -18,6 +20,7 @@ Starting Ray: ``address=None`` starts a local cluster for this process; "auto" o
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import sys
 import time
@@ -74,6 +77,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None,
 
 
 _REMOTES: dict[str, Any] = {}
+_RUNS = itertools.count()
 
 
 def _remotes(ray: Any) -> tuple[Any, Any]:
@@ -82,33 +86,41 @@ def _remotes(ray: Any) -> tuple[Any, Any]:
 
         class _Board:
             def __init__(self) -> None:
-                self.beats: list[tuple[int, int, int]] = []
+                self.beats: dict[int, list[tuple[int, int, int]]] = {}
 
-            def beat(self, index: int, done: int, total: int) -> None:
-                self.beats.append((index, done, total))
+            def beat(self, run: int, index: int, done: int, total: int) -> None:
+                self.beats.setdefault(run, []).append((index, done, total))
 
             def flush(self) -> None:
                 """A no-op: once a task's call to it returns, every beat it posted before is on the board."""
 
-            def drain(self) -> list[tuple[int, int, int]]:
-                beats, self.beats = self.beats, []
-                return beats
+            def drain(self, run: int) -> list[tuple[int, int, int]]:
+                return self.beats.pop(run, [])
 
         _REMOTES["board"] = ray.remote(num_cpus=0)(_Board)
         _REMOTES["task"] = ray.remote(run_item)
     return _REMOTES["board"], _REMOTES["task"]
 
 
-def run_item(fn: StageFn, index: int, item: Any, board: Any) -> tuple[Any, ...]:
+def _board(ray: Any) -> Any:
+    """The heartbeat actor of this driver, started once and shared by its runs (an actor start costs seconds)."""
+    job = ray.get_runtime_context().get_job_id()
+    if _REMOTES.get("board_job") != job:
+        _REMOTES["board_handle"] = _remotes(ray)[0].remote()
+        _REMOTES["board_job"] = job
+    return _REMOTES["board_handle"]
+
+
+def run_item(fn: StageFn, run: int, index: int, item: Any, board: Any) -> tuple[Any, ...]:
     """One item inside a Ray worker: ``("ok", record)`` or ``("error", line, traceback or None)``."""
-    board.beat.remote(index, -1, -1)  # started: the driver's stall clock begins now
+    board.beat.remote(run, index, -1, -1)  # started: the driver's stall clock begins now
     last = [time.monotonic()]
 
     def beat(done: int, total: int) -> None:
         now = time.monotonic()
         if now - last[0] >= BEAT_INTERVAL or done >= total:
             last[0] = now
-            board.beat.remote(index, done, total)
+            board.beat.remote(run, index, done, total)
 
     try:
         result: tuple[Any, ...] = ("ok", fn(item, beat))
@@ -154,8 +166,9 @@ class _RayRun(Iterator[Outcome]):
     def __init__(self, ex: RayExecutor, ray: Any, fn: StageFn, items: list[tuple[int, Any]],
                  on_progress: ProgressFn | None) -> None:
         self.ex, self.ray, self.on_progress = ex, ray, on_progress
-        board_cls, task = _remotes(ray)
-        self.board = board_cls.remote()
+        _, task = _remotes(ray)
+        self.board = _board(ray)
+        self.run_id = next(_RUNS)
         self.task = task.options(num_cpus=ex.num_cpus, max_retries=ex.max_retries, retry_exceptions=False)
         self.fn_ref = ray.put(fn)
         self.pending = list(reversed(items))
@@ -171,7 +184,7 @@ class _RayRun(Iterator[Outcome]):
     def submit(self) -> None:
         while self.pending and len(self.running) < self.limit:
             index, item = self.pending.pop()
-            self.running[self.task.remote(self.fn_ref, index, item, self.board)] = (index, item)
+            self.running[self.task.remote(self.fn_ref, self.run_id, index, item, self.board)] = (index, item)
 
     def __next__(self) -> Outcome:
         while not self.ready:
@@ -206,7 +219,7 @@ class _RayRun(Iterator[Outcome]):
 
     def beats(self) -> None:
         now = time.monotonic()
-        for index, done, total in self.ray.get(self.board.drain.remote()):
+        for index, done, total in self.ray.get(self.board.drain.remote(self.run_id)):
             if index in self.cancelled:
                 continue
             self.last_beat[index] = now
@@ -240,7 +253,7 @@ class _RayRun(Iterator[Outcome]):
         self.running.clear()
         self.pending.clear()
         if self.board is not None:
-            self.ray.kill(self.board)
+            self.board.drain.remote(self.run_id)  # late beats of cancelled tasks: dropped
             self.board = None
 
 
@@ -274,6 +287,10 @@ class ModelPool:
     """
 
     ATTRS = ("identity", "geometry", "logit_scale", "device")
+    identity: Any  # copied from the model in the first actor
+    geometry: Any
+    logit_scale: Any
+    device: Any
 
     def __init__(self, factory: Any, *, size: int | None = None, num_cpus: float = 1.0,
                  num_gpus: float | None = None, address: str | None = None) -> None:

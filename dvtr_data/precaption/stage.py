@@ -36,7 +36,7 @@ from dvtr_data.precaption.embed import (
     error_row,
     sample_jobs,
 )
-from dvtr_data.precaption.encoder import Encoder, ModelSpec, build_encoder, plan_encoder
+from dvtr_data.precaption.encoder import Encoder, EncoderPlan, ModelSpec, build_encoder, plan_encoder
 from dvtr_data.precaption.retrieval import distinct_top_k
 from dvtr_data.precaption.sampling import Decoding, decode_executor, default_workers, prefetch_for
 from dvtr_data.precaption.tags import ClassList, class_vectors, load_class_list, zero_shot
@@ -206,6 +206,24 @@ def _precaption_locked(dataset: Dataset, config: PrecaptionConfig, encoder: Enco
         pool.close()
 
 
+def _model(config: PrecaptionConfig, encoder: Encoder | None, plan: EncoderPlan | None, pool: Decoding) -> Encoder:
+    """The model the clips go through: ``encoder`` or the planned one, here or in a Ray actor pool."""
+    factory: Any
+    if encoder is not None:
+        factory = encoder
+    elif plan is not None:
+        factory = functools.partial(build_encoder, plan)
+    else:
+        raise ValueError("no model: neither an encoder nor a plan")  # unreachable: `_run` plans when none is given
+    if config.executor == "ray":  # the model in an actor pool (a GPU each where the cluster has them)
+        from dvtr_data.engine.ray import ModelPool
+
+        model = ModelPool(factory, address=config.ray_address)
+        pool.on_close(model.close)
+        return model
+    return encoder if encoder is not None else factory()
+
+
 def _device_hint(config: PrecaptionConfig, encoder: Encoder | None) -> str:
     if encoder is not None:
         return str(getattr(encoder, "device", "cpu"))
@@ -250,21 +268,17 @@ def _run(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder | None, em
     # Plan the model (fails at once on missing weights), find the clips to embed, start decoding them, and only
     # then build the model: its loading time is spent decoding.
     t = time.perf_counter()
-    plan = None if encoder is not None else plan_encoder(config.model)
-    identity = encoder.identity if encoder is not None else plan.identity
+    plan: EncoderPlan | None = None
+    if encoder is None:
+        plan = plan_encoder(config.model)
+        identity, geometry = plan.identity, plan.geometry
+    else:
+        identity, geometry = encoder.identity, encoder.geometry
     todo = _plan_clips(dataset, config, identity, selected, report)
     if todo.present:
-        todo.geometry = encoder.geometry if encoder is not None else plan.geometry
+        todo.geometry = geometry
         todo.results = pool.start(sample_jobs(todo.present, config.embed), todo.geometry)
-    if config.executor == "ray":  # the model in an actor pool (a GPU each where the cluster has them)
-        from dvtr_data.engine.ray import ModelPool
-
-        model = ModelPool(encoder if encoder is not None else functools.partial(build_encoder, plan),
-                          address=config.ray_address)
-        pool.on_close(model.close)
-        encoder = model  # type: ignore[assignment]
-    elif encoder is None:
-        encoder = build_encoder(plan)
+    encoder = _model(config, encoder, plan, pool)
     if todo.results is not None and encoder.geometry != todo.geometry:  # open_clip resized: decode again
         pool.close_runs()
         todo.results = pool.start(sample_jobs(todo.present, config.embed), encoder.geometry)
@@ -362,7 +376,7 @@ def _write_drafts(dataset: Dataset, config: PrecaptionConfig, encoder: Encoder, 
     ]
     dataset.write_table("precaptions", rows)
     report.precaptions = len(rows)
-    tag_rows = []
+    tag_rows: list[dict[str, Any]] = []
     if classes is not None and ids:
         for cid, tags in zip(ids, zero_shot(clip_vectors, class_matrix, classes.tags, encoder.logit_scale, config.top_tags),
                              strict=True):
