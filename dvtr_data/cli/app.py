@@ -25,6 +25,10 @@ from dvtr_data.cli.common import (
     progress_bars,
 )
 from dvtr_data.errors import EXIT_CODES, PartialFailure
+from dvtr_data.ingest.stage import STALL_TIMEOUT, IngestConfig
+
+# Option defaults are read from the library's config dataclasses, declared once there.
+_INGEST = IngestConfig()
 
 EXIT_HELP = "\n\n".join(f"{code}: {text}" for code, text in EXIT_CODES.items())
 
@@ -84,26 +88,26 @@ def ingest_cmd(
     flights: Annotated[list[Path], typer.Argument(help="Video files or folders (searched recursively).")],
     dataset: DatasetOpt,
     workers: WorkersOpt = None,
-    detector: Annotated[str, typer.Option(help="Shot detector: adaptive, content, hash, histogram, threshold.")] = "adaptive",
-    target: Annotated[float, typer.Option("--target", help="Target clip length in seconds (measured on the frames' timestamps); shots are cut into windows of about this length.")] = 5.0,
-    min_len: Annotated[float, typer.Option("--min", help="Minimum clip length in seconds: a shot, or a tail that cannot merge, shorter than this is no clip.")] = 2.0,
-    max_len: Annotated[float, typer.Option("--max", help="Maximum clip length in seconds: a short tail merges into the previous clip only if the merged clip stays within it.")] = 10.0,
-    tail: Annotated[str, typer.Option(help="A shot's tail (what is left after whole --target windows). merge: a tail shorter than half of --target (or than --min) joins the previous clip when the merged clip stays within --max; a tail that does not merge is kept when at least --min long, else dropped. drop: never merge (a tail of at least --min still stands alone). keep: never merge, and keep shorter tails too.")] = "merge",
-    split_at_events: Annotated[bool, typer.Option("--split-at-events", help="Also split at telemetry events (hover start/stop, big yaw or altitude change).")] = False,
-    cut: Annotated[bool, typer.Option("--cut/--no-cut", help="Write clip files, or only the catalog (spans inside flights).")] = True,
-    cut_rejected: Annotated[bool, typer.Option("--cut-rejected", help="Also write files for clips that failed QC.")] = False,
-    max_height: Annotated[int, typer.Option(help="Cap of the clip files' short side in pixels (0: source size).")] = 720,
-    crf: Annotated[int, typer.Option(help="libx264 quality of clip files (lower is better).")] = 20,
-    preset: Annotated[str, typer.Option(help="libx264 preset of clip files.")] = "veryfast",
-    min_sharpness: Annotated[float, typer.Option(help="QC: reject clips blurrier than this (variance of the Laplacian).")] = 15.0,
-    stall_timeout: Annotated[float, typer.Option(help="Stop a flight's worker after this many seconds without progress (hung decoder).")] = 120.0,
+    detector: Annotated[str, typer.Option(help="Shot detector: adaptive, content, hash, histogram, threshold.")] = _INGEST.detector,
+    target: Annotated[float, typer.Option("--target", help="Target clip length in seconds (measured on the frames' timestamps); shots are cut into windows of about this length.")] = _INGEST.window.target_s,
+    min_len: Annotated[float, typer.Option("--min", help="Minimum clip length in seconds: a shot, or a tail that cannot merge, shorter than this is no clip.")] = _INGEST.window.min_s,
+    max_len: Annotated[float, typer.Option("--max", help="Maximum clip length in seconds: a short tail merges into the previous clip only if the merged clip stays within it.")] = _INGEST.window.max_s,
+    tail: Annotated[str, typer.Option(help="A shot's tail (what is left after whole --target windows). merge: a tail shorter than half of --target (or than --min) joins the previous clip when the merged clip stays within --max; a tail that does not merge is kept when at least --min long, else dropped. drop: never merge (a tail of at least --min still stands alone). keep: never merge, and keep shorter tails too.")] = _INGEST.window.tail,
+    split_at_events: Annotated[bool, typer.Option("--split-at-events", help="Also split at telemetry events (hover start/stop, big yaw or altitude change).")] = _INGEST.split_at_events,
+    cut: Annotated[bool, typer.Option("--cut/--no-cut", help="Write clip files, or only the catalog (spans inside flights).")] = _INGEST.cut,
+    cut_rejected: Annotated[bool, typer.Option("--cut-rejected", help="Also write files for clips that failed QC.")] = _INGEST.cut_rejected,
+    max_height: Annotated[int, typer.Option(help="Cap of the clip files' short side in pixels (0: source size).")] = _INGEST.encoder.max_height,
+    crf: Annotated[int, typer.Option(help="libx264 quality of clip files (lower is better).")] = _INGEST.encoder.crf,
+    preset: Annotated[str, typer.Option(help="libx264 preset of clip files.")] = _INGEST.encoder.preset,
+    min_sharpness: Annotated[float, typer.Option(help="QC: reject clips blurrier than this (variance of the Laplacian).")] = _INGEST.qc.min_sharpness,
+    stall_timeout: Annotated[float, typer.Option(help="Stop a flight's worker after this many seconds without progress (hung decoder).")] = STALL_TIMEOUT,
     executor: ExecutorOpt = "local",
     ray_address: RayAddressOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Re-ingest flights that are already up to date.")] = False,
     licence: Annotated[str | None, typer.Option(help="Licence of these flights' footage, recorded per flight.")] = None,
     owner: Annotated[str | None, typer.Option(help="Owner of these flights' footage, recorded per flight.")] = None,
     private_location: Annotated[bool, typer.Option("--private-location", help="Mark these flights' GPS as private (to drop before publishing).")] = False,
-    trust_sidecar: Annotated[bool, typer.Option("--trust-sidecar", help="Attach a telemetry sidecar's values even when it does not match its video. A sidecar matches when its start, its duration (first cue to the end of the last) and, for one cue per frame, its cue count are within the larger of 1 s and 2% of the video's duration; a mismatch is a flight warning, and without this option its values are not attached.")] = False,
+    trust_sidecar: Annotated[bool, typer.Option("--trust-sidecar", help="Attach a telemetry sidecar's values even when it does not match its video. A sidecar matches when its start, its duration (first cue to the end of the last) and, for one cue per frame, its cue count are within the larger of 1 s and 2% of the video's duration; a mismatch is a flight warning, and without this option its values are not attached.")] = _INGEST.trust_sidecar,
 ) -> None:
     """Cut raw flights into clips: probe, shots, windows, QC, telemetry, frame-exact clip files.
 

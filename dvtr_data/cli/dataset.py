@@ -14,6 +14,7 @@ from rich.table import Table
 
 from dvtr_data.cli.common import progress_bars
 from dvtr_data.errors import UsageError
+from dvtr_data.splits.build import SplitConfig
 
 out = Console(soft_wrap=True)
 
@@ -46,12 +47,16 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
     return values  # type: ignore[return-value]
 
 
+# Option defaults are read from the split's config dataclass, declared once there.
+_SPLIT = SplitConfig()
+
+
 def split_cmd(
     dataset: DatasetArg,
     ratios: Annotated[
         str, typer.Option(help="Train/val/test shares of the clips, e.g. 70/10/20 or 0.8,0.1,0.1.")
-    ] = "70/10/20",
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed and data give the same splits.")] = 0,
+    ] = "/".join(f"{r * 100:g}" for r in _SPLIT.ratios),
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed and data give the same splits.")] = _SPLIT.seed,
     group_by: Annotated[
         list[str] | None,
         typer.Option(
@@ -61,23 +66,23 @@ def split_cmd(
     ] = None,
     cell_m: Annotated[
         float, typer.Option("--cell-m", help="Location grid cell size in metres (with --group-by location).")
-    ] = 250.0,
+    ] = _SPLIT.cell_m,
     near_duplicates: Annotated[
         bool,
         typer.Option(
             "--near-duplicates/--no-near-duplicates",
             help="Keep near-duplicate clips together (embeddings and keyframe hashes).",
         ),
-    ] = True,
+    ] = _SPLIT.near_duplicates,
     threshold: Annotated[
         float, typer.Option(help="Cosine of CLIP embeddings at or above which two clips are near-duplicates.")
-    ] = 0.94,
+    ] = _SPLIT.threshold,
     max_hamming: Annotated[
         int,
         typer.Option(
             help="Keyframe perceptual hashes at most this many bits apart (of 64) are near-duplicates; -1: off."
         ),
-    ] = 4,
+    ] = _SPLIT.max_hamming,
     embeddings: Annotated[
         str | None,
         typer.Option(
@@ -86,16 +91,16 @@ def split_cmd(
     ] = None,
     stratify: Annotated[
         str, typer.Option(help="Balance the splits per: category, tag (zero-shot scene tag), none, auto.")
-    ] = "auto",
+    ] = _SPLIT.stratify,
     min_captions: Annotated[
         int,
         typer.Option(
             help="Clips need this many accepted captions to be split; the rest are listed as excluded."
         ),
-    ] = 5,
+    ] = _SPLIT.min_captions,
     tolerance: Annotated[
         float, typer.Option(help="Largest allowed gap between a split's share of clips and its ratio.")
-    ] = 0.05,
+    ] = _SPLIT.tolerance,
     recheck: Annotated[
         bool | None,
         typer.Option(

@@ -12,6 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from dvtr_data.precaption.encoder import ModelSpec
+from dvtr_data.precaption.stage import PrecaptionConfig
+
+# Option defaults are read from the stage's config dataclasses, declared once there.
+_DEFAULTS = PrecaptionConfig()
+_MODEL = ModelSpec()
+
 precaption_app = typer.Typer(
     name="precaption",
     rich_markup_mode="rich",
@@ -32,29 +39,29 @@ def _consoles():
 def precaption_cmd(
     ctx: typer.Context,
     dataset: DatasetOpt = None,
-    model: Annotated[str, typer.Option(help="open_clip model config, e.g. ViT-B-32, ViT-L-14 (open_clip.list_models()).")] = "ViT-B-32",
-    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag; 'none' for seeded random weights (tests). Ignored with --checkpoint.")] = "laion2b_s34b_b79k",
+    model: Annotated[str, typer.Option(help="open_clip model config, e.g. ViT-B-32, ViT-L-14 (open_clip.list_models()).")] = _MODEL.model,
+    pretrained: Annotated[str, typer.Option(help="open_clip pretrained tag; 'none' for seeded random weights (tests). Ignored with --checkpoint.")] = str(_MODEL.pretrained),
     checkpoint: Annotated[Path | None, typer.Option(help="Local weights file for --model (RemoteCLIP, GeoRSCLIP, your own); loaded as tensors only.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU), bf16, amp or amp_bf16.")] = "fp32",
-    frames: Annotated[int, typer.Option(help="Frames sampled uniformly per clip.")] = 8,
-    batch_size: Annotated[int, typer.Option(help="Frames per model call (batches span clips).")] = 64,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = _MODEL.device,
+    precision: Annotated[str, typer.Option(help="fp32, fp16 (GPU), bf16, amp or amp_bf16.")] = _MODEL.precision,
+    frames: Annotated[int, typer.Option(help="Frames sampled uniformly per clip.")] = _DEFAULTS.frames,
+    batch_size: Annotated[int, typer.Option(help="Frames per model call (batches span clips).")] = _DEFAULTS.batch_size,
     workers: Annotated[int | None, typer.Option("--workers", "-j", help="Decode processes (default: 1 beside a CPU model, up to 8 beside a GPU).")] = None,
-    decode_timeout: Annotated[float, typer.Option(help="Seconds one clip may take to decode before its decoder is stopped and PyAV tried.")] = 60.0,
-    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Decode while the model runs; --no-overlap pauses decoding during model calls.")] = True,
+    decode_timeout: Annotated[float, typer.Option(help="Seconds one clip may take to decode before its decoder is stopped and PyAV tried.")] = _DEFAULTS.decode_timeout,
+    overlap: Annotated[bool, typer.Option("--overlap/--no-overlap", help="Decode while the model runs; --no-overlap pauses decoding during model calls.")] = _DEFAULTS.overlap,
     executor: Annotated[str, typer.Option("--executor", help="Where clips are decoded: local (worker processes) or ray (tasks on a Ray cluster).")] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster to join with --executor ray ('auto': the one `ray start` runs here; default: start a local one).")] = None,
     bank: Annotated[list[str] | None, typer.Option("--bank", help="Caption bank: 'builtin', or a file/folder (text, JSONL, JSON/CapERA, Parquet, CLIP4Clip raw-captions.pkl). Repeat to combine.")] = None,
-    bank_format: Annotated[str, typer.Option(help="auto, text, jsonl, json, parquet or clip4clip.")] = "auto",
+    bank_format: Annotated[str, typer.Option(help="auto, text, jsonl, json, parquet or clip4clip.")] = _DEFAULTS.bank_format,
     text_column: Annotated[str | None, typer.Option(help="Caption column of a JSONL/JSON/Parquet bank (default: text, caption, sentence, ...).")] = None,
-    max_caption_chars: Annotated[int, typer.Option(help="Skip bank captions longer than this (counted in the summary).")] = 1000,
-    top_k: Annotated[int, typer.Option(help="Draft captions per clip.")] = 5,
-    dedupe: Annotated[float, typer.Option(help="Drafts this similar (0-1, characters) count as one; 1 keeps all but exact repeats.")] = 0.9,
-    tags: Annotated[str, typer.Option(help="Zero-shot class list: era, scenes, all, or a file (one 'tag' or 'tag: prompt; prompt' per line).")] = "era",
-    top_tags: Annotated[int, typer.Option(help="Tags stored per clip (0: no tagging).")] = 3,
+    max_caption_chars: Annotated[int, typer.Option(help="Skip bank captions longer than this (counted in the summary).")] = _DEFAULTS.max_caption_chars,
+    top_k: Annotated[int, typer.Option(help="Draft captions per clip.")] = _DEFAULTS.top_k,
+    dedupe: Annotated[float, typer.Option(help="Drafts this similar (0-1, characters) count as one; 1 keeps all but exact repeats.")] = _DEFAULTS.dedupe_threshold,
+    tags: Annotated[str, typer.Option(help="Zero-shot class list: era, scenes, all, or a file (one 'tag' or 'tag: prompt; prompt' per line).")] = _DEFAULTS.tags,
+    top_tags: Annotated[int, typer.Option(help="Tags stored per clip (0: no tagging).")] = _DEFAULTS.top_tags,
     include_rejected: Annotated[bool, typer.Option("--include-rejected", help="Also embed clips that failed QC (when they have a file).")] = False,
     force: Annotated[bool, typer.Option("--force", help="Re-embed clips already embedded with this model and sampling.")] = False,
-    seed: Annotated[int, typer.Option(help="Seed of random weights (--pretrained none).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of random weights (--pretrained none).")] = _MODEL.seed,
     cache_dir: Annotated[Path | None, typer.Option(help="open_clip's download cache for URL weights (default ~/.cache/clip).")] = None,
 ) -> None:
     """Embed every clip, draft captions by retrieval from a caption bank, and tag scenes zero-shot.

@@ -56,6 +56,7 @@ from dvtr_data.telemetry import (
 from dvtr_data.ingest.windows import WindowRule, find_gaps, make_windows, typical_rate
 
 PARTS_DIR = "ingest"
+STALL_TIMEOUT = 120.0  # seconds a flight's worker may go without progress before it counts as hung
 WRITER = "ingest"  # the writer of this stage's clip rows (clips.parquet is shared with `import`)
 
 
@@ -515,7 +516,7 @@ def ingest(
     *,
     workers: int | None = None,
     executor: Executor | None = None,
-    stall_timeout: float = 120.0,
+    stall_timeout: float = STALL_TIMEOUT,
     reporter: Reporter | Sink | None = None,
     force: bool = False,
     meta: FlightMeta | None = None,
