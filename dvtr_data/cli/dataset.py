@@ -49,13 +49,14 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
 
 # Option defaults are read from the split's config dataclass, declared once there.
 _SPLIT = SplitConfig()
+_RATIOS = "/".join(f"{share * 100:g}" for share in _SPLIT.ratios)
 
 
 def split_cmd(
     dataset: DatasetArg,
     ratios: Annotated[
         str, typer.Option(help="Train/val/test shares of the clips, e.g. 70/10/20 or 0.8,0.1,0.1.")
-    ] = "/".join(f"{r * 100:g}" for r in _SPLIT.ratios),
+    ] = _RATIOS,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed and data give the same splits.")] = _SPLIT.seed,
     group_by: Annotated[
         list[str] | None,
