@@ -200,7 +200,10 @@ def leakage(
 ) -> dict[str, Any]:
     """Cross-split pairs of every kind. ``vector_rows[i]`` is clip i's row in ``vectors`` (-1: no embedding).
 
-    ``progress(done, total)`` counts comparisons, first of embeddings, then of hashes.
+    ``exact`` compares every cross-split pair whatever it costs (``split --recheck``); otherwise `recount` samples
+    above ``budget``, and then ``cosine_sample``/``phash_sample`` state the sample and its bound, the pair counts
+    are those found in the sample, and ``max_cross_split_cosine`` is the largest seen in it. ``progress(done,
+    total)`` counts comparisons, first of embeddings, then of hashes.
     """
     keys = [f"{a}-{b}" for a, b in combinations(SPLIT_NAMES, 2)]
     report: dict[str, Any] = {"threshold": threshold, "max_hamming": max_hamming}
