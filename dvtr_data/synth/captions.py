@@ -7,9 +7,13 @@ annotators would: different openings, word choices, and emphasis (scene, objects
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
 
 _NUMBERS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
             "twelve")
@@ -65,7 +69,7 @@ class _Words:
         self.f = facts
         self.rng = rng
 
-    def pick(self, options: list[str] | tuple[str, ...]) -> str:
+    def pick(self, options: Sequence[T]) -> T:
         return options[int(self.rng.integers(len(options)))]
 
     # ---------------------------------------------------------------------------------------------- scene
