@@ -9,6 +9,7 @@ without it, `export --format qvhighlights` derives one window per caption from t
 from __future__ import annotations
 
 import pyarrow as pa
+
 from dvtr_data.schemas.tables import TABLES, TableSchema, _register
 
 _STR = pa.string()
@@ -48,19 +49,34 @@ IMPORTS = TableSchema(
 
 MOMENTS = TableSchema(
     name="moments",
-    version=1,
+    version=2,  # 2: one row per annotated query (was: per caption), segment span, raters, Label Studio ids
     owner="annotate",
-    key=("caption_id",),
-    clean_ids=("caption_id", "clip_id", "flight_id"),
+    key=("moment_id",),
+    clean_ids=("moment_id", "flight_id", "caption_id", "clip_id"),
     schema=pa.schema(
         [
-            _f("caption_id", _STR, False),  # the query
-            _f("clip_id", _STR, False),  # the clip the caption was written for
-            _f("flight_id", _STR, False),  # the untrimmed video the windows are in
-            _f("windows", pa.list_(pa.list_(_F64)), False),  # [[start_s, end_s], ...] inside the flight
-            _f("saliency_clip_ids", pa.list_(_I64)),  # 2-second grid cells the scores are for
-            _f("saliency_scores", pa.list_(pa.list_(_I32))),  # three 0-4 scores per cell above
-            _f("source", _STR, False),  # human | derived | model
+            _f("moment_id", _STR, False),  # ls-p<project>-a<annotation> | v1-<caption_id> (migrated)
+            _f("query", _STR, False),  # raw text exactly as written (untrusted: escape wherever rendered)
+            _f("flight_id", _STR, False),  # the untrimmed video
+            _f("segment_start_s", _F64, False),  # the span of the flight the annotator saw (<= 150 s), in
+            _f("segment_end_s", _F64, False),  # flight seconds; a whole flight is [0, duration]
+            _f("windows", pa.list_(pa.list_(_F64)), False),  # [[start_s, end_s], ...] in flight seconds
+            _f("saliency_clip_ids", pa.list_(_I64)),  # 2-s cells of the segment: cell k = segment start + [2k, 2k+2)
+            _f("saliency_scores", pa.list_(pa.list_(_I32))),  # per cell above, one 0-4 score per rater (null: unrated)
+            _f("raters", pa.list_(_STR)),  # who gave each score column, in order
+            _f("annotator", _STR),  # who wrote the query and marked the windows
+            _f("source", _STR, False),  # human | simulated | derived | model
+            _f("status", _STR, False),  # submitted | cancelled
+            _f("flags", pa.list_(_STR)),  # no_window | empty_query | unrated_cells | deleted_in_labelstudio
+            _f("accepted", pa.bool_(), False),  # usable: submitted, a query, a window, no blocking flag
+            _f("caption_id", _STR),  # v1 rows: the caption the query came from
+            _f("clip_id", _STR),  # v1 rows: the clip that caption was written for
+            _f("ls_project_id", _I64),
+            _f("ls_task_id", _I64),
+            _f("ls_annotation_id", _I64),
+            _f("lead_time_s", _F64),
+            _f("created_at", _TS),
+            _f("updated_at", _TS),
         ]
     ),
 )

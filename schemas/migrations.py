@@ -77,10 +77,44 @@ def _splits_1_to_2(table: pa.Table, source: TableSource) -> pa.Table:
     return _with_writer(table, writers)
 
 
+def _moments_1_to_2(table: pa.Table, source: TableSource) -> pa.Table:
+    """v1 was keyed by caption: each row's query is its caption's text, its segment the whole flight (v1 windows
+    and 2-s cells are in flight time, so they keep their values), its raters unnamed (``v1-rater-<n>``)."""
+    captions = source.read_table("captions")
+    texts = (
+        dict(zip(captions.column("caption_id").to_pylist(), captions.column("text").to_pylist(), strict=True))
+        if captions.num_rows else {}
+    )
+    flights = source.read_table("flights")
+    durations = (
+        dict(zip(flights.column("flight_id").to_pylist(), flights.column("duration_s").to_pylist(), strict=True))
+        if flights.num_rows else {}
+    )
+    rows = []
+    for r in table.to_pylist():
+        windows = [list(w) for w in r["windows"] or []]
+        scores = r.get("saliency_scores") or []
+        width = max((len(s) for s in scores), default=0)
+        end = durations.get(r["flight_id"]) or max((w[1] for w in windows), default=0.0)
+        text = texts.get(r["caption_id"])
+        flags = [] if text else ["empty_query"]
+        rows.append({
+            "moment_id": f"v1-{r['caption_id']}", "query": text or "", "flight_id": r["flight_id"],
+            "segment_start_s": 0.0, "segment_end_s": float(end), "windows": windows,
+            "saliency_clip_ids": r.get("saliency_clip_ids"), "saliency_scores": scores or None,
+            "raters": [f"v1-rater-{n}" for n in range(1, width + 1)], "annotator": None, "source": r["source"],
+            "status": "submitted", "flags": flags, "accepted": bool(windows) and not flags,
+            "caption_id": r["caption_id"], "clip_id": r["clip_id"], "ls_project_id": None, "ls_task_id": None,
+            "ls_annotation_id": None, "lead_time_s": None, "created_at": None, "updated_at": None,
+        })
+    return pa.Table.from_pylist(rows, schema=schema_of("moments").schema)
+
+
 STEPS: dict[tuple[str, int], Step] = {
     ("clips", 1): _clips_1_to_2,
     ("captions", 1): _captions_1_to_2,
     ("splits", 1): _splits_1_to_2,
+    ("moments", 1): _moments_1_to_2,
 }
 
 

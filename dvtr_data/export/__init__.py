@@ -86,12 +86,14 @@ def export_dataset(
     drop_gps: bool = False,
     hash_media: bool = True,
     reporter: Reporter | Sink | None = None,
+    features: Any = None,
 ) -> ExportResult:
     """Export ``splits`` of ``dataset`` as ``fmt`` into ``out`` (default ``<dataset>/exports/<fmt>``).
 
     ``reporter`` follows the three steps: the view of the splits, the files (media placed), the manifest.
 
     ``media``: copy, link (hard link; copy across file systems), symlink or none; default per format.
+    ``features``: qvhighlights only, a `moment_features.FeatureOptions`: also write clip and query features.
     """
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     if fmt not in EXPORTERS:
@@ -102,13 +104,15 @@ def export_dataset(
         raise UsageError(f"--media must be one of {', '.join(MEDIA_MODES)}; got {media!r}")
     if ids not in ID_MODES:
         raise UsageError(f"--ids must be one of {', '.join(ID_MODES)}; got {ids!r}")
+    if features is not None and fmt != "qvhighlights":
+        raise UsageError("--features goes with --format qvhighlights (moment retrieval features)")
     splits = tuple(dict.fromkeys(splits))
     ds.require()
     target = Path(out).expanduser().absolute() if out else ds.root / "exports" / fmt
     _check_target(ds, target, force)
     with ds.writing("export"):
         return _export_locked(ds, fmt, exporter, target, splits, media, ids, force, drop_gps, hash_media,
-                              as_reporter(reporter, "export").counter(f"export {fmt}", 3, "steps"))
+                              as_reporter(reporter, "export").counter(f"export {fmt}", 3, "steps"), features)
 
 
 def _export_locked(
@@ -123,12 +127,15 @@ def _export_locked(
     drop_gps: bool,
     hash_media: bool,
     steps: Counter,
+    features: Any = None,
 ) -> ExportResult:
     view = build_view(ds, splits, ids, exporter.unique_ids)
     steps.advance()
     writer: Callable[..., dict[str, Any]] = exporter.write
     if fmt == "parquet":
         writer = functools.partial(writer, drop_gps=drop_gps)
+    if features is not None:
+        writer = functools.partial(writer, features=features)
     with staged_folder(target, force=force) as stage:
         info = writer(view, stage, media=media)
         steps.advance()

@@ -9,16 +9,29 @@ its clip's span inside the flight, and its saliency scores are *derived, not jud
 ``round(4 * share of the cell inside the window)`` (2 to 4), the same for all three raters. A cell is relevant when
 at least half of it (1 s) lies inside a window, or when it holds the middle of a window shorter than that.
 Imported clips have no flight: their own video is the untrimmed video, and their window is the whole of it.
+
+When the ``moments`` table holds accepted rows (annotated in Label Studio with ``annotate push --task moments``),
+the export is made of them instead: one line per moment, ``vid`` its segment (``<flight>_s<start>``, at most
+150 s), windows in segment time, exactly three 0-4 ratings per relevant cell (fewer raters are filled by repeating
+the real ones in order, a cell nobody rated gets 2; every line says how many real raters it has in
+``saliency_raters``), and ``qid`` a stable number derived from the moment id. The official evaluator needs
+windows in each length bucket (short <= 10 s, middle 10-30 s, long 30-150 s) of a split; the manifest says
+plainly which split cannot fill which bucket.
+
+2-s cells: only whole cells have ids (``int(duration / 2)`` of them, the official ``mk_gt_scores`` size), so a
+video of odd duration has no id for its last, partial cell.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from dvtr_data.errors import UsageError
+from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.export.view import ExportView
 from dvtr_data.media import place_media
 
@@ -30,7 +43,7 @@ SALIENCY_NOTE = (
 
 
 def relevant_cells(windows: list[list[float]], duration: float) -> list[int]:
-    n_cells = max(1, math.ceil(duration / CELL_S - 1e-9))
+    n_cells = max(1, int(duration / CELL_S + 1e-9))  # whole cells only: the official mk_gt_scores' size
     cells: set[int] = set()
     for start, end in windows:
         hit = False
@@ -66,10 +79,22 @@ def _moments(view: ExportView) -> dict[str, dict[str, Any]]:
     if not ds.has_table("moments"):
         return {}
     t = ds.read_table("moments")
-    return {r["caption_id"]: r for r in t.to_pylist()}
+    return {r["caption_id"]: r for r in t.to_pylist() if r["caption_id"]}
 
 
-def write_qvhighlights(view: ExportView, stage: Path, *, media: str) -> dict[str, Any]:
+def write_qvhighlights(
+    view: ExportView, stage: Path, *, media: str, features: Any = None
+) -> dict[str, Any]:
+    """Moments when annotated (see the module docstring), else one derived query per caption; with
+    ``features`` (a `moment_features.FeatureOptions`), also the clip and query feature files."""
+    annotated = _annotated_moments(view)
+    if annotated:
+        return _write_from_moments(view, stage, annotated, media=media, features=features)
+    if features is not None:
+        raise DatasetError(
+            "features are exported for annotated moments only, and this dataset has none",
+            hint="annotate moments (`dvtr-data annotate push --task moments`, then `pull`) and export again",
+        )
     moments = _moments(view)
     skipped = {"unknown_duration": 0, "videos_missing": 0}
     used_moments = derived = 0
@@ -149,4 +174,193 @@ def write_qvhighlights(view: ExportView, stage: Path, *, media: str) -> dict[str
             "saliency": {"from_moments": used_moments, "derived": derived, "rule": SALIENCY_NOTE},
             "clip_length_s": CELL_S,
         },
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the export of annotated moments
+# ----------------------------------------------------------------------------------------------------------------
+BUCKETS: tuple[tuple[str, float, float], ...] = (("short", 0.0, 10.0), ("middle", 10.0, 30.0), ("long", 30.0, 150.0))
+MAX_DURATION_S = 150.0
+UNRATED_SCORE = 2
+FILL_RULE = (
+    "exactly three 0-4 ratings per relevant 2-s cell: a moment rated by n < 3 annotators repeats their ratings in "
+    "order (rater columns r1, r2, r1 for n = 2; r1, r1, r1 for n = 1); a cell nobody rated gets 2 (fair); each line's "
+    "saliency_raters says how many real raters it has"
+)
+
+
+def stable_qid(moment_id: str) -> int:
+    """A qid that never changes for a moment (QVHighlights qids are integers): 12 hex digits of its id's hash."""
+    return int(hashlib.sha256(moment_id.encode()).hexdigest()[:12], 16)
+
+
+def bucket_of(length: float) -> str | None:
+    for name, lo, hi in BUCKETS:
+        if lo < length <= hi:
+            return name
+    return None
+
+
+def three_ratings(scores: list[list[int | None]] | None) -> tuple[list[list[int]], int]:
+    """Per cell exactly three ratings (see FILL_RULE), and how many cells nobody rated."""
+    out, unrated = [], 0
+    for cell in scores or []:
+        real = [int(s) for s in cell if s is not None]
+        if not real:
+            unrated += 1
+            real = [UNRATED_SCORE]
+        out.append([real[j % len(real)] for j in range(3)] if len(real) < 3 else real[:3])
+    return out, unrated
+
+
+def _annotated_moments(view: ExportView) -> list[dict[str, Any]]:
+    ds = view.dataset
+    if not ds.has_table("moments"):
+        return []
+    return [r for r in ds.read_table("moments").to_pylist() if r["accepted"] and r["windows"] and r["query"].strip()]
+
+
+def _segment_splits(view: ExportView) -> dict[str, list[tuple[float, float, str]]]:
+    """flight id -> (start, end, split) of its exported clips: a segment takes the split of its clips."""
+    out: dict[str, list[tuple[float, float, str]]] = {}
+    for split in view.splits:
+        for c in view.by_split[split]:
+            row = c.clip
+            if c.source is None and row.get("flight_id"):
+                out.setdefault(row["flight_id"], []).append((float(row["start_s"]), float(row["end_s"]), split))
+    return out
+
+
+def _split_of(spans: list[tuple[float, float, str]], start: float, end: float) -> str | None:
+    """The split holding most of the segment's clip time; a segment no clip overlaps (a stretch ingest cut
+    nothing from) takes the split holding most of its flight's clips."""
+    votes: dict[str, float] = {}
+    for a, b, split in spans:
+        overlap = min(b, end) - max(a, start)
+        if overlap > 0:
+            votes[split] = votes.get(split, 0.0) + overlap
+    if not votes:
+        for a, b, split in spans:
+            votes[split] = votes.get(split, 0.0) + b - a
+    if not votes:
+        return None
+    return sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+
+
+def _write_from_moments(
+    view: ExportView, stage: Path, moments: list[dict[str, Any]], *, media: str, features: Any
+) -> dict[str, Any]:
+    from dvtr_data.annotation.moments import relevant_cells as segment_cells
+    from dvtr_data.annotation.moments import segment_vid
+
+    spans = _segment_splits(view)
+    skipped = {"no_split": 0, "longer_than_150s": 0, "videos_missing": 0, "outside_segment": 0}
+    by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in view.splits}
+    segments: dict[str, tuple[str, float, float]] = {}
+    qids: dict[int, str] = {}
+    filled = unrated = 0
+    raters_hist: Counter[int] = Counter()
+    for m in sorted(moments, key=lambda r: r["moment_id"]):
+        start, end = float(m["segment_start_s"]), float(m["segment_end_s"])
+        duration = round(end - start, 3)
+        if duration > MAX_DURATION_S + 1e-6:
+            skipped["longer_than_150s"] += 1
+            continue
+        split = _split_of(spans.get(m["flight_id"], []), start, end)
+        if split is None:
+            skipped["no_split"] += 1
+            continue
+        windows = [
+            [round(max(0.0, a - start), 3), round(min(duration, b - start), 3)] for a, b in m["windows"] if b > start and a < end
+        ]
+        windows = [w for w in windows if w[1] > w[0]]
+        if not windows:
+            skipped["outside_segment"] += 1
+            continue
+        cells = list(m["saliency_clip_ids"] or [])
+        scores = m["saliency_scores"] or []
+        if not cells or len(scores) != len(cells):
+            cells, scores = segment_cells(windows, duration), []
+        keep = [i for i, k in enumerate(cells) if k < max(1, int(duration / CELL_S + 1e-9))]
+        cells = [cells[i] for i in keep]
+        scores = [scores[i] for i in keep] if scores else [[] for _ in cells]
+        three, none = three_ratings(scores)
+        n_raters = len(m["raters"] or [])
+        raters_hist[n_raters] += 1
+        filled += int(n_raters < 3)
+        unrated += none
+        qid = stable_qid(m["moment_id"])
+        if qids.setdefault(qid, m["moment_id"]) != m["moment_id"]:
+            raise DatasetError(f"moments {qids[qid]!r} and {m['moment_id']!r} hash to one qid; rename one")
+        vid = segment_vid(m["flight_id"], start)
+        segments[vid] = (m["flight_id"], start, end)
+        by_split[split].append({
+            "qid": qid, "query": " ".join(m["query"].split()), "duration": duration, "vid": vid,
+            "relevant_clip_ids": cells, "saliency_scores": three, "relevant_windows": windows,
+            "saliency_raters": n_raters, "moment_id": m["moment_id"], "flight_id": m["flight_id"],
+            "segment": [start, end],
+        })
+    notes = []
+    buckets: dict[str, dict[str, int]] = {}
+    written = 0
+    for split in view.splits:
+        lines = sorted(by_split[split], key=lambda q: q["qid"])
+        (stage / f"highlight_{split}_release.jsonl").write_text(
+            "".join(json.dumps(q, ensure_ascii=False) + "\n" for q in lines), encoding="utf-8"
+        )
+        written += len(lines)
+        counts = {name: 0 for name, _, _ in BUCKETS}
+        for q in lines:
+            for a, b in q["relevant_windows"]:
+                name = bucket_of(b - a)
+                if name:
+                    counts[name] += 1
+        buckets[split] = counts
+        empty = [name for name, n in counts.items() if n == 0]
+        if lines and empty:
+            notes.append(
+                f"split {split}: no window in length bucket(s) {', '.join(empty)} (short <= 10 s, middle 10-30 s, "
+                "long 30-150 s): the official standalone_eval/eval.py cannot score this split (it needs every "
+                "bucket); dvtr's qvh_eval reports null for the empty bucket(s)"
+            )
+    if filled:
+        notes.append(f"{filled} moment(s) have fewer than three raters: {FILL_RULE}")
+    if unrated:
+        notes.append(f"{unrated} relevant cell(s) nobody rated got {UNRATED_SCORE}")
+    for name, n in skipped.items():
+        if n:
+            notes.append(f"{n} moment(s) skipped: {name.replace('_', ' ')}")
+    flights = view.flights
+    if media != "none":
+        folder = stage / "videos"
+        folder.mkdir()
+        for fid in sorted({f for f, _, _ in segments.values()}):
+            src = Path(str((flights.get(fid) or {}).get("source_path") or ""))
+            if not src.is_file():
+                skipped["videos_missing"] += 1
+                continue
+            place_media(src, folder / f"{fid}{src.suffix.lower() or '.mp4'}", media)
+    extra: dict[str, Any] = {
+        "source": "moments",
+        "saliency": {"rule": FILL_RULE, "moments_filled": filled, "cells_unrated": unrated,
+                     "raters": {str(k): v for k, v in sorted(raters_hist.items())}},
+        "length_buckets": buckets,
+        "segments": {vid: {"flight_id": f, "start_s": a, "end_s": b} for vid, (f, a, b) in sorted(segments.items())},
+        "clip_length_s": CELL_S,
+    }
+    if features is not None:
+        from dvtr_data.export.moment_features import write_moment_features
+
+        queries = {q["qid"]: q["query"] for split in view.splits for q in by_split[split]}
+        sources = {}
+        for vid, (fid, a, b) in segments.items():
+            sources[vid] = (Path(str((flights.get(fid) or {}).get("source_path") or "")), a, b)
+        extra["features"] = write_moment_features(stage / "features", sources, queries, features)
+    return {
+        "skipped": skipped,
+        "notes": notes,
+        "written": written,
+        "empty_reason": "no accepted moment belongs to a flight with clips in the exported splits",
+        "extra": extra,
     }
