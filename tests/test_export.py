@@ -17,6 +17,7 @@ from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.export import EXPORTERS, Exporter, export_dataset, verify_export
 from dvtr_data.export.qvhighlights import derived_saliency, relevant_cells
 from dvtr_data.importers import import_published
+from dvtr_data.schemas import schema_of
 from dvtr_data.splits import SplitConfig, split_dataset
 from dvtr_data.testing.tables import write_generated_dataset
 
@@ -166,7 +167,9 @@ def test_relevant_cells_and_derived_saliency():
     assert relevant_cells([[5.0, 10.0]], 30.0) == [2, 3, 4]  # [4,6) holds 1 s of the window: half a cell
     assert relevant_cells([[5.2, 10.0]], 30.0) == [3, 4]
     assert relevant_cells([[3.2, 3.6]], 30.0) == [1]  # shorter than half a cell: the cell of its middle
-    assert relevant_cells([[0.0, 5.0]], 5.0) == [0, 1, 2]
+    # 5 s: int(5 / 2) = 2 whole cells, the size the official mk_gt_scores gives its array; the partial last cell
+    # (4-5 s) has no id (it had id 2, and the official evaluator failed with an IndexError)
+    assert relevant_cells([[0.0, 5.0]], 5.0) == [0, 1]
     assert derived_saliency([[5.0, 10.0]], [2, 3, 4]) == [[2, 2, 2], [4, 4, 4], [4, 4, 4]]
 
 
@@ -203,29 +206,23 @@ def test_qvhighlights_windows_are_clip_spans_in_their_flight(split_ds, tmp_path)
 def test_qvhighlights_uses_annotated_moments(split_ds, tmp_path):
     cap = split_ds.read_table("captions").to_pylist()[0]
     clip = next(c for c in split_ds.read_table("clips").to_pylist() if c["clip_id"] == cap["clip_id"])
-    split_ds.write_table(
-        "moments",
-        [
-            {
-                "caption_id": cap["caption_id"],
-                "clip_id": clip["clip_id"],
-                "flight_id": clip["flight_id"],
-                "windows": [[0.0, 4.0], [8.0, 10.0]],
-                "saliency_clip_ids": [0, 1, 4],
-                "saliency_scores": [[4, 3, 4], [2, 2, 1], [0, 1, 0]],
-                "source": "human",
-            }
-        ],
-    )
+    flight = next(f for f in split_ds.read_table("flights").to_pylist() if f["flight_id"] == clip["flight_id"])
+    row = dict.fromkeys(schema_of("moments").schema.names)
+    row.update(moment_id="m-1", query="two boats", flight_id=clip["flight_id"], segment_start_s=0.0,
+               segment_end_s=min(150.0, flight["duration_s"]), windows=[[0.0, 4.0], [8.0, 10.0]],
+               saliency_clip_ids=[0, 1, 4], saliency_scores=[[4, 3, 4], [2, 2, 1], [0, 1, 0]],
+               raters=["a", "b", "c"], source="human", status="submitted", flags=[], accepted=True)
+    split_ds.write_table("moments", [row])
     r = export_dataset(split_ds, "qvhighlights", tmp_path / "qv")
     lines = [
         json.loads(ln)
         for s in ("train", "val", "test")
         for ln in (tmp_path / "qv" / f"highlight_{s}_release.jsonl").read_text().splitlines()
     ]
-    q = next(q for q in lines if q["caption_id"] == cap["caption_id"])
+    (q,) = lines  # annotated moments replace the caption-derived queries
     assert q["relevant_windows"] == [[0.0, 4.0], [8.0, 10.0]] and q["saliency_scores"][0] == [4, 3, 4]
-    assert r.manifest["saliency"]["from_moments"] == 1
+    assert q["query"] == "two boats" and q["saliency_raters"] == 3
+    assert r.manifest["source"] == "moments" and r.manifest["saliency"]["moments_filled"] == 0
 
 
 def test_amfmn_five_lines_per_image(split_ds, tmp_path):

@@ -126,7 +126,30 @@ def bench(seed: int) -> list[FlightSpec]:
     ]
 
 
-PRESETS: dict[str, Callable[[int], list[FlightSpec]]] = {"tiny": tiny, "demo": demo, "bench": bench}
+def moments(seed: int) -> list[FlightSpec]:
+    """Two small (192x108, 10 fps) untrimmed flights of 86 s and 72 s whose maneuvers last 4-36 s, so the truth's
+    maneuver spans fill every QVHighlights length bucket (<= 10 s, 10-30 s, 30-150 s): moment annotation
+    (`annotate simulate` with ``--task moments``) and the moment baselines. Tens of seconds to generate."""
+    rng, place, sign = _rng(seed, 4)
+    farm, coast, suburb = place(), place(), place()
+    w = {"seed": seed, "world_px": 2048, "world_res_m": 0.3, "x264_preset": "superfast"}
+    return [
+        FlightSpec("moments_farm", 192, 108, Fraction(10), (
+            ShotSpec("farmland", farm, (
+                M("straight", 6.0, speed_mps=4.0), M("orbit", 18.0, "oblique", direction=sign()), M("hover", 4.0),
+                M("straight", 36.0, speed_mps=2.0), M("yaw", 8.0, direction=sign()), M("climb", 14.0, rate=2.0),
+            ), altitude_m=60),
+        ), **w),
+        FlightSpec("moments_edit", 192, 108, Fraction(10), (
+            ShotSpec("coast", coast, (M("straight", 32.0, "oblique", speed_mps=2.0),), altitude_m=55),
+            ShotSpec("suburb", suburb, (
+                M("orbit", 24.0, "oblique", direction=sign()), M("hover", 6.0), M("descent", 10.0, rate=1.0),
+            ), altitude_m=70),
+        ), **w),
+    ]
+
+
+PRESETS: dict[str, Callable[[int], list[FlightSpec]]] = {"tiny": tiny, "demo": demo, "bench": bench, "moments": moments}
 
 
 def generate(
