@@ -24,6 +24,7 @@ from label_studio_sdk.core.api_error import ApiError
 from dvtr_data.annotation import server
 from dvtr_data.dataset import Dataset, atomic_write_bytes
 from dvtr_data.errors import ServiceError, UsageError
+from dvtr_data.text import redact_url_passwords
 
 URL_ENV = "LABEL_STUDIO_URL"
 KEY_ENV = "LABEL_STUDIO_API_KEY"
@@ -99,6 +100,8 @@ def _port(parts: Any) -> int:
 
 
 def redact(text: str, *secrets_: str) -> str:
+    """``text`` without the given secrets (tokens) and without any password written into a URL."""
+    text = redact_url_passwords(text)
     for secret in secrets_:
         if secret and len(secret) >= 6:
             text = text.replace(secret, "***")

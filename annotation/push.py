@@ -28,6 +28,8 @@ from dvtr_data.runlog import RunLog
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 PROJECT_MARKER = "dvtr-dataset:"
 BATCH = 100
+MAX_OVERLAP = 100
+"""Annotators per task at most: more is a typo (Label Studio would wait for a hundred billion annotations)."""
 
 Say = Callable[[str], None]
 
@@ -289,8 +291,8 @@ def push(
     setup.check()
     if overlap is None:
         overlap = remembered.get("overlap") or 1
-    if overlap < 1:
-        raise UsageError("--overlap must be at least 1")
+    if not 1 <= overlap <= MAX_OVERLAP:
+        raise UsageError(f"--overlap must be between 1 and {MAX_OVERLAP} annotators per task; got {overlap}")
     clips = select_clips(dataset, clip_ids, include_rejected, limit)
     flights = {f["flight_id"]: f for f in dataset.read_table("flights").to_pylist()}
     drafts = load_drafts(dataset, per_clip=max(setup.captions_per_task, 5))
@@ -381,6 +383,8 @@ def _push_locked(
         srv = state.server(conn.state_key)
         srv["tasks"] = {cid: ids[0] for cid, ids in existing.items()}
         srv["model_version"] = drafts.model_version
+        if storage_path is not None:  # `serve` compares it with where the dataset is now (moved: videos 404)
+            srv["storage_path"] = str(storage_path)
         state.save()
     except ServiceError as exc:
         log.write("error", error=str(exc), tasks_created=report.tasks_created)

@@ -202,8 +202,11 @@ def port_in_use(port: int) -> bool:
                     return True
         except OSError:
             continue
+    # Bind the way the server will: Django's runserver and uvicorn set SO_REUSEADDR, so a port whose last
+    # connections linger in TIME-WAIT (for about a minute after a crash) is free to them and must be free here too.
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((HOST, port))
     except OSError:
         return True
@@ -302,6 +305,22 @@ def _uses_external_db() -> bool:
     return os.environ.get("DJANGO_DB", "").lower() == "default"
 
 
+def moved_since_push(dataset: Dataset) -> str | None:
+    """The clip folder the last push gave the local server as storage, when the dataset's clips are elsewhere now.
+
+    Label Studio serves a task's video only from a storage folder it was given; a moved or copied dataset keeps
+    tasks that point into the old folder, so every video answers 404 until `push` adds the new one.
+    """
+    try:
+        state = json.loads((dataset.work_dir / "annotate.json").read_text(encoding="utf-8"))
+        old = state["servers"]["local"]["storage_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(old, str) or Path(old) == dataset.clips_dir:
+        return None
+    return old
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # start / stop
 # ----------------------------------------------------------------------------------------------------------------
@@ -330,6 +349,11 @@ def start_server(
         return existing, None
     if not 1 <= port <= 65535:
         raise UsageError(f"--port {port} is not a TCP port")
+    moved = moved_since_push(dataset)
+    if moved is not None:
+        say(f"warning: the last push served clips from {moved}, but this dataset's clips are in {dataset.clips_dir} "
+            "(moved or copied): its tasks' videos answer 404 until you run "
+            f"`dvtr-data annotate push --dataset {dataset.root}`, which adds the new folder as storage")
     if port_in_use(port):
         raise ServiceError(
             f"port {port} on {HOST} is already in use by another program",

@@ -8,6 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dvtr_data.text import bounded
+
 
 class RunLog:
     """Append-only JSON-lines log. Each line is flushed at once, so a killed run leaves a readable log."""
@@ -21,7 +23,8 @@ class RunLog:
 
     def write(self, event: str, **fields: Any) -> None:
         record = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "command": self.command, "event": event}
-        record.update(fields)
+        # an error naming a 5 MB id is logged bounded: every top-level text field, at most MAX_ERROR_CHARS
+        record.update({k: bounded(v) if isinstance(v, str) else v for k, v in fields.items()})
         self._fh.write(json.dumps(record, default=str, ensure_ascii=False) + "\n")
         self._fh.flush()
 

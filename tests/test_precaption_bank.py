@@ -139,7 +139,7 @@ def test_combined_banks_deduplicate_across_sources(tmp_path):
         ("binary.txt", b"\x00\x01\x02", "not a text file"),
         ("latin.txt", "caf\xe9".encode("latin-1"), "not UTF-8"),
         ("evil.pkl", pickle.dumps(OrderedDict(a=["x"])), "refused"),
-        ("list.pkl", pickle.dumps(["a", "b"]), "expected CLIP4Clip"),
+        ("list.pkl", pickle.dumps(["a", "b"]), "expected a dict of video id"),
         ("notpq.parquet", b"PAR1garbage", "not a readable Parquet"),
     ],
 )

@@ -90,7 +90,9 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             else:
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-            raise ModelError(f"cannot read CLIP checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+            from .checkpoint import unreadable_reason
+
+            raise ModelError(f"checkpoint unreadable: CLIP weights {path}: {unreadable_reason(exc)}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state:

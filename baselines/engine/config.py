@@ -227,6 +227,8 @@ def check(cfg: BaselineConfig) -> None:
         raise UsageError("image_size must be >= 16")
     if d.decode_workers < 0:
         raise UsageError("decode_workers must be >= 0")
+    if t.seed < 0 or b.init_seed < 0:  # as every command's --seed (split's generator refuses negatives)
+        raise UsageError(f"seed and init_seed must be >= 0; got {t.seed} and {b.init_seed}")
     if t.epochs < 0 or t.batch_size < 2:
         raise UsageError("epochs must be >= 0 and batch_size >= 2 (the contrastive loss needs negatives)")
     if t.lr < 0 or t.coef_lr < 0 or t.weight_decay < 0 or t.eps <= 0:

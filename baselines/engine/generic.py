@@ -18,6 +18,7 @@ import torch
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ModelError
 
+from .checkpoint import load_checkpoint, load_state_or_fail
 from .config import BaselineConfig
 from .data import SplitData, load_split
 from .family import ModelFamily
@@ -89,8 +90,8 @@ def run_family(
         train_inputs = family.prepare(model, cfg, train_split, train=True, device=dev, progress=progress)
         best_epoch = _train(family, run, cfg, model, train_split, train_inputs, select, protocol, evaluate, metrics, dev,
                             resumed=resumed, progress=progress, say=say)
-        best = torch.load(run.best_path, map_location=dev, weights_only=True)
-        model.load_state_dict(best["model"])
+        best = load_checkpoint(run.best_path, dev)
+        load_state_or_fail(run.best_path, lambda: model.load_state_dict(best["model"]))
         say(f"best epoch {best_epoch}; scoring {', '.join(s.name for s in eval_splits)}")
     metrics["final"] = {s.name: evaluate(s) for s in eval_splits}
     metrics["best_epoch"] = best_epoch
@@ -117,10 +118,14 @@ def _train(
     extra = family.checkpoint_extra(model)
     start_epoch, best_score, best_epoch = 0, None, 0
     if resumed and run.last_path.is_file():
-        last = torch.load(run.last_path, map_location=dev, weights_only=True)
-        model.load_state_dict(last["model"])
-        optimizer.load_state_dict(last["optimizer"])
-        _set_rng_state(last["rng"], dev)
+        last = load_checkpoint(run.last_path, dev, keys=("model", "optimizer", "rng", "epoch"))
+
+        def restore() -> None:
+            model.load_state_dict(last["model"])
+            optimizer.load_state_dict(last["optimizer"])
+            _set_rng_state(last["rng"], dev)
+
+        load_state_or_fail(run.last_path, restore)
         start_epoch = int(last["epoch"])
         best_score, best_epoch = last.get("best_score"), int(last.get("best_epoch", 0))
         metrics["epochs"] = metrics.get("epochs", [])[:start_epoch]

@@ -31,6 +31,7 @@ from dvtr_data.errors import ModelError, UsageError
 
 from .backbone import clip_autocast, convert_to_fp16, tokenize
 from .cache import FeatureCache
+from .checkpoint import load_checkpoint, load_state_or_fail
 from .config import BaselineConfig
 from .data import ClipRecord, dataset_clips
 from .runs import RunFolder, open_run
@@ -188,7 +189,7 @@ def load_run_model(ds: Dataset, run_id: str, device: torch.device) -> tuple[RunF
     cfg = BaselineConfig.from_dict(saved["baseline"], source=str(run.config_path))
     status = run.metrics().get("status")
     if status != "finished":
-        raise UsageError(f"run {run_id} has not finished (status {status or 'unknown'})", hint=f"resume it with --resume {run_id}")
+        raise UsageError(f"run {run_id} has not finished (status {status or 'unknown'})", hint=f"resume it with: dvtr-data baseline resume {run_id}")
     if cfg.family != "msam":
         raise UsageError(
             f"run {run_id} is a {cfg.family} run; search indexes MSAM-family runs (MSAM, its ablations, CLIP4Clip)",
@@ -198,8 +199,9 @@ def load_run_model(ds: Dataset, run_id: str, device: torch.device) -> tuple[RunF
     if cfg.backbone.mode == "reference" and not cfg.zero_shot:
         convert_to_fp16(model.encoders.clip)
     if run.best_path.is_file():
-        best = torch.load(run.best_path, map_location="cpu", weights_only=True)
-        load_model_state(model, best["model"], frozen=cfg.backbone.mode == "frozen")
+        best = load_checkpoint(run.best_path, "cpu")
+        load_state_or_fail(run.best_path,
+                           lambda: load_model_state(model, best["model"], frozen=cfg.backbone.mode == "frozen"))
     elif not cfg.zero_shot:
         raise ModelError(f"run {run_id} has no best.pt")
     return run, cfg, model.to(device).eval()
@@ -253,8 +255,11 @@ def open_index(
     path = run.root / "search" / f"index-{store_dtype}.pt"
     fingerprint = clips_fingerprint(clips)
     if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("format") == INDEX_FORMAT and state.get("fingerprint") == fingerprint:
+        try:  # the index is derived data: a damaged one is rebuilt, never trusted or loaded unsafely
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001
+            state = {}
+        if isinstance(state, dict) and state.get("format") == INDEX_FORMAT and state.get("fingerprint") == fingerprint:
             return model, cfg, _to(SearchIndex.from_state(state), dev), path
     with ds.writing("search"):  # the first search of a run writes its feature cache and index into the dataset
         encoder = Encoder(model, cfg, dev)

@@ -47,6 +47,7 @@ from .backbone import (
     tokenize,
 )
 from .cache import FeatureCache
+from .checkpoint import load_checkpoint, load_state_or_fail
 from .config import BaselineConfig
 from .data import ClipRecord, SplitData, load_clip_pixels, load_split, normalise, pixel_loader
 from .evaluate import SplitFeatures, evaluate_features
@@ -281,7 +282,7 @@ def run_baseline(
     run_id = check_run_id(run_id or new_run_id(cfg.name))
     run = RunFolder(runs_dir(ds) / run_id)
     if run.exists():
-        raise UsageError(f"run {run_id} already exists in {runs_dir(ds)}", hint=f"resume it with --resume {run_id}")
+        raise UsageError(f"run {run_id} already exists in {runs_dir(ds)}", hint=f"resume it with: dvtr-data baseline resume {run_id}")
     dev = resolve_device(device)
     request = {
         "dataset": str(ds.root),
@@ -397,8 +398,8 @@ def _execute(
     if train_split is not None:
         best_epoch = _train(run, cfg, model, encoder, train_split, eval_splits[0], cached, evaluate, metrics, dev,
                             frozen=frozen, resumed=resumed, progress=progress, say=say)
-        best = torch.load(run.best_path, map_location=dev, weights_only=True)
-        load_model_state(model, best["model"], frozen=frozen)
+        best = load_checkpoint(run.best_path, dev)
+        load_state_or_fail(run.best_path, lambda: load_model_state(model, best["model"], frozen=frozen))
         say(f"best epoch {best_epoch}; scoring {', '.join(s.name for s in eval_splits)}")
     final = {}
     for split in eval_splits:
@@ -449,10 +450,14 @@ def _train(
     best_score: float | None = None
     best_epoch = 0
     if resumed and run.last_path.is_file():
-        last = torch.load(run.last_path, map_location=dev, weights_only=True)
-        load_model_state(model, last["model"], frozen=frozen)
-        optimizer.load_state_dict(last["optimizer"])
-        _set_rng_state(last["rng"], dev)
+        last = load_checkpoint(run.last_path, dev, keys=("model", "optimizer", "rng", "epoch"))
+
+        def restore() -> None:
+            load_model_state(model, last["model"], frozen=frozen)
+            optimizer.load_state_dict(last["optimizer"])
+            _set_rng_state(last["rng"], dev)
+
+        load_state_or_fail(run.last_path, restore)
         start_epoch = int(last["epoch"])
         best_score, best_epoch = last.get("best_score"), int(last.get("best_epoch", 0))
         metrics["epochs"] = metrics.get("epochs", [])[:start_epoch]

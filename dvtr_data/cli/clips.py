@@ -44,7 +44,7 @@ def clips_cmd(
         typer.echo(json.dumps([c.as_dict() for c in listed], ensure_ascii=False, indent=1))
         return
     if not listed:
-        out.print("no clips match", highlight=False)
+        out.print("no clips match", highlight=False, markup=False)
         return
     # one table per flight: the long clip ids and the file name need not share a row at 80 columns
     by_source: dict[tuple[str, str], list] = {}
@@ -77,5 +77,5 @@ def clips_cmd(
     passed = sum(c.qc_verdict == "pass" for c in listed)
     captioned = sum(c.captions_accepted > 0 for c in listed)
     out.print(
-        f"{len(listed)} clip(s): {passed} pass QC, {captioned} with an accepted caption", highlight=False
+        f"{len(listed)} clip(s): {passed} pass QC, {captioned} with an accepted caption", highlight=False, markup=False
     )

@@ -28,6 +28,7 @@ from rich.progress import (
 
 from dvtr_data.errors import DvtrError
 from dvtr_data.reporting import Event, Notice, Reporter
+from dvtr_data.text import redact_url_passwords
 
 out = Console()
 err = Console(stderr=True)
@@ -81,7 +82,7 @@ def _in_boundary(run: Callable[[], Any]) -> Any:
 
 def one_line(text: str, limit: int = 2000) -> str:
     """``text`` as one line of at most ``limit`` characters (an error naming a 5 MB id stays readable)."""
-    flat = " ".join(text.split())
+    flat = redact_url_passwords(" ".join(text.split()))  # a --url with a password is never echoed
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
@@ -130,7 +131,8 @@ class ProgressBars:
             if event.transient and event.finished:
                 return
             label = f"  {event.label}" if event.transient else event.label
-            task = self.tasks[key] = self.bar.add_task(label, total=event.total, completed=event.done)
+            # a label can hold user text (a flight file named flights[/]): escaped, never read as markup
+            task = self.tasks[key] = self.bar.add_task(escape(label), total=event.total, completed=event.done)
         else:
             self.bar.update(task, completed=event.done, total=event.total)
         if event.transient and event.finished:

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from dvtr_data.cli.common import progress_bars
 from dvtr_data.errors import UsageError
@@ -139,7 +140,7 @@ def split_cmd(
         result = split_dataset(dataset, config, progress=reporter.heartbeat("near-duplicates, recount"))
     rep = result.report
     table = Table(
-        title=f"splits of {rep['dataset']} ({result.groups} groups, stratified by {rep['stratified_by']})"
+        title=Text(f"splits of {rep['dataset']} ({result.groups} groups, stratified by {rep['stratified_by']})")
     )
     for col in ("split", "clips", "captions", "flights", "hours", "share"):
         table.add_column(col, justify="left" if col == "split" else "right")
@@ -160,32 +161,32 @@ def split_cmd(
     if rep["imported_clips"]:
         out.print(
             f"imported clips keep their published splits: {rep['imported_clips']} (shares above are of your own clips)",
-            highlight=False,
+            highlight=False, markup=False,
         )
     emb = rep["embeddings"]
     if rep.get("embeddings_skipped"):
         out.print(
             f"not used for near-duplicates: {', '.join(rep['embeddings_skipped'])} (random weights; name it with "
             "--embeddings to use it anyway)",
-            highlight=False,
+            highlight=False, markup=False,
         )
     if not near_duplicates:
-        out.print("near-duplicates: off", highlight=False)
+        out.print("near-duplicates: off", highlight=False, markup=False)
     elif emb is None:
         out.print(
             "near-duplicates: no usable embeddings (run `dvtr-data precaption`); keyframe hashes only",
-            highlight=False,
+            highlight=False, markup=False,
         )
     else:
         out.print(
             f"near-duplicates: {emb['model']} on {emb['clips_with']} clip(s), {emb['clips_without']} without",
-            highlight=False,
+            highlight=False, markup=False,
         )
-    out.print(f"leakage check: {result.leaks} cross-split pair(s) or straddling group(s)", highlight=False)
+    out.print(f"leakage check: {result.leaks} cross-split pair(s) or straddling group(s)", highlight=False, markup=False)
     if result.excluded:
         reasons = ", ".join(f"{k} {v}" for k, v in result.excluded_reasons.items())
-        out.print(f"excluded: {result.excluded} clip(s) ({reasons})", highlight=False)
-    out.print(f"report: {result.report_path}", highlight=False)
+        out.print(f"excluded: {result.excluded} clip(s) ({reasons})", highlight=False, markup=False)
+    out.print(f"report: {result.report_path}", highlight=False, markup=False)
 
 
 def export_cmd(
@@ -249,17 +250,17 @@ def export_cmd(
         )
     for name, c in result.counts.items():
         extra = "".join(f", {v} {k}" for k, v in c.items() if k not in ("clips", "captions"))
-        out.print(f"{name}: {c['clips']} clip(s), {c['captions']} caption(s){extra}", highlight=False)
+        out.print(f"{name}: {c['clips']} clip(s), {c['captions']} caption(s){extra}", highlight=False, markup=False)
     skipped = {k: v for k, v in result.skipped.items() if v}
     if skipped:
         out.print(
-            "skipped: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in skipped.items()), highlight=False
+            "skipped: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in skipped.items()), highlight=False, markup=False
         )
     for note in result.notes:
-        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+        out.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     out.print(
         f"exported {result.format} to {result.out} (manifest: {result.out / 'manifest.json'})",
-        highlight=False,
+        highlight=False, markup=False,
     )
 
 
@@ -301,11 +302,11 @@ def import_cmd(
     splits = ", ".join(f"{k} {v}" for k, v in r.splits.items())
     out.print(
         f"imported {r.source} ({r.format}): {r.videos} video(s), {r.captions} caption(s); splits: {splits}",
-        highlight=False,
+        highlight=False, markup=False,
     )
-    out.print(f"media: {r.media_found} found, {r.media_missing} missing", highlight=False)
+    out.print(f"media: {r.media_found} found, {r.media_missing} missing", highlight=False, markup=False)
     for note in r.notes:
-        out.print(f"note: {note}", highlight=False, soft_wrap=True)
+        out.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
 
 
 def card_cmd(
@@ -328,6 +329,6 @@ def card_cmd(
     t = r.stats["totals"]
     out.print(
         f"card of {r.stats['name']}: {t['clips']} clip(s), {t['captions']} caption(s), {len(r.figures)} figure(s)",
-        highlight=False,
+        highlight=False, markup=False,
     )
-    out.print(f"  {r.markdown}\n  {r.html}", highlight=False)
+    out.print(f"  {r.markdown}\n  {r.html}", highlight=False, markup=False)

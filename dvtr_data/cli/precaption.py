@@ -95,20 +95,20 @@ def precaption_cmd(
         report = precaption(dataset, config, reporter=reporter)
     if not err.is_terminal:
         for e in report.errors:
-            err.print(f"failed: {e}", highlight=False, soft_wrap=True)
+            err.print(f"failed: {e}", highlight=False, markup=False, soft_wrap=True)
     skipped = ", ".join(f"{n} {what}" for n, what in ((report.bank_skipped_empty, "empty"), (report.bank_skipped_huge, "huge"),
                                                        (report.bank_duplicates, "duplicate")) if n) or "none"
     out.print(
         f"embedded {report.clips_embedded} clip(s), skipped {report.clips_skipped} already embedded, "
         f"{report.clips_failed} failed ({report.clips_not_selected} not selected: failed in ingest or rejected by QC); "
         f"model {report.model}",
-        highlight=False, soft_wrap=True,
+        highlight=False, markup=False, soft_wrap=True,
     )
     out.print(
         f"{report.precaptions} draft caption(s) from bank {report.bank} ({report.bank_size} captions"
         f"{', embeddings cached' if report.bank_cached else ''}; skipped captions: {skipped}); "
         f"{report.tagged} clip(s) tagged from {report.class_list or '-'}. Log: {report.log_path}",
-        highlight=False, soft_wrap=True,
+        highlight=False, markup=False, soft_wrap=True,
     )
     if not report.ok:
         raise PartialFailure(f"{report.clips_failed} clip(s) failed; see {report.log_path}")
@@ -124,6 +124,7 @@ def show_cmd(
     Example: [bold]dvtr-data precaption show f0123456789abcdef-0000000-0000125 --dataset my-dataset[/]
     """
     from rich.table import Table
+    from rich.text import Text
 
     from dvtr_data.errors import UsageError
     from dvtr_data.precaption.stage import show
@@ -134,20 +135,20 @@ def show_cmd(
     info = show(dataset, clip_id)
     c = info.clip
     out.print(f"clip {info.clip_id}: {c['clip_path'] or '(no file)'}, {c['start_s']:.2f}-{c['end_s']:.2f} s of flight "
-              f"{c['flight_id']}, QC {c['qc_verdict']}", highlight=False, soft_wrap=True)
+              f"{c['flight_id']}, QC {c['qc_verdict']}", highlight=False, markup=False, soft_wrap=True)
     for e in info.embeddings:
         state = e["status"] if e["status"] == "ok" else f"error: {e['error']}"
-        out.print(f"  embedding {e['model']} ({e['sampling']}, {e['decoder'] or '-'}): {state}", highlight=False, soft_wrap=True)
+        out.print(f"  embedding {e['model']} ({e['sampling']}, {e['decoder'] or '-'}): {state}", highlight=False, markup=False, soft_wrap=True)
     if info.drafts:
-        table = Table(title=f"draft captions ({info.drafts[0]['model']}, bank {info.drafts[0]['bank']})")
+        table = Table(title=Text(f"draft captions ({info.drafts[0]['model']}, bank {info.drafts[0]['bank']})"))
         table.add_column("#", justify="right")
         table.add_column("score", justify="right")
         table.add_column("caption")
         for d in info.drafts:
-            table.add_row(str(d["rank"]), f"{d['score']:.3f}", d["text"])
+            table.add_row(str(d["rank"]), f"{d['score']:.3f}", Text(d["text"]))  # a bank caption is never markup
         out.print(table)
     else:
-        out.print("  no draft captions (run `dvtr-data precaption --dataset DIR`)", highlight=False)
+        out.print("  no draft captions (run `dvtr-data precaption --dataset DIR`)", highlight=False, markup=False)
     if info.tags:
         tags = ", ".join(f"{t['tag']} {t['score']:.2f}" for t in info.tags)
-        out.print(f"tags ({info.tags[0]['class_list']}): {tags}", highlight=False, soft_wrap=True)
+        out.print(f"tags ({info.tags[0]['class_list']}): {tags}", highlight=False, markup=False, soft_wrap=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from dvtr_data.errors import InputError
 from dvtr_data.importers.common import VIDEO_SUFFIXES, MediaIndex, Published, PublishedItem
-from dvtr_data.precaption.unpickle import load_restricted
+from dvtr_data.unpickle import caption_pickle
 
 PICKLE = "raw-captions.pkl"
 LISTS = {"train": "train_list.txt", "val": "val_list.txt", "test": "test_list.txt"}
@@ -32,18 +32,9 @@ def read_list(path: Path) -> list[str]:
 
 
 def read_captions_pickle(path: Path) -> dict[str, list[list[str]]]:
-    """``raw-captions.pkl`` as a dict, after checking it holds only ids -> lists of token lists."""
-    data = load_restricted(path)
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a dict of video id -> captions, found {type(data).__name__}")
-    for vid, caps in data.items():
-        if not isinstance(vid, str):
-            raise InputError(f"{path}: video id {vid!r} is not a string")
-        if not isinstance(caps, list) or not all(
-            isinstance(c, list) and all(isinstance(w, str) for w in c) for c in caps
-        ):
-            raise InputError(f"{path}: captions of {vid!r} are not a list of token lists (lists of strings)")
-    return data
+    """``raw-captions.pkl`` as a dict, after checking it holds only ids -> lists of token lists (bounded: a pickle
+    bomb is refused before any caption is joined; see `dvtr_data.unpickle.caption_pickle`)."""
+    return caption_pickle(path)  # type: ignore[return-value]  # token lists only: allow_text is off
 
 
 def pickle_protocol(path: Path) -> int | None:

@@ -26,7 +26,7 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, place_media
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.schemas.records import CaptionRow, ClipRow, SplitRow
-from dvtr_data.text import tokenize
+from dvtr_data.text import has_control_chars, tokenize
 
 MEDIA_MODES = ("copy", "link", "symlink", "none")
 VIDEO_SUFFIXES = tuple(sorted(VIDEO_EXTENSIONS))
@@ -290,7 +290,8 @@ def write_import(
                 annotator=None,
                 source_id=it.source_id,
                 qc_choices=[],
-                flags=[] if text.strip() else ["empty"],
+                # published bytes are kept as published; control characters are flagged so audits see them
+                flags=([] if text.strip() else ["empty"]) + (["control_chars"] if has_control_chars(text) else []),
                 category=row["category"],
                 accepted=True,
                 created_at=now,

@@ -25,7 +25,7 @@ import numpy as np
 
 from dvtr_data.errors import InputError
 from dvtr_data.precaption.taxonomy import ALL_CLASSES, MOTIONS, TIMES, VIEWS, SceneClass, expand
-from dvtr_data.precaption.unpickle import load_restricted
+from dvtr_data.unpickle import caption_pickle
 
 BUILTIN = "builtin"
 BUILTIN_NAME = "builtin-drone-v1"
@@ -262,17 +262,9 @@ def _from_parquet(path: Path, column: str | None, out: _Collector) -> None:
 
 
 def _from_clip4clip(path: Path, out: _Collector) -> None:
-    data = load_restricted(path)
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected CLIP4Clip's dict of video id -> captions, got {type(data).__name__}")
-    for vid, caps in data.items():
-        if not isinstance(caps, list):
-            raise InputError(f"{path}: captions of {vid!r} are a {type(caps).__name__}, expected a list")
+    """A CLIP4Clip pickle's captions, shape-checked and bounded before any token list is joined."""
+    for caps in caption_pickle(path, allow_text=True).values():
         for cap in caps:
-            if isinstance(cap, list) and not all(isinstance(t, str) for t in cap):
-                raise InputError(f"{path}: a caption of {vid!r} holds non-text tokens")
-            if not isinstance(cap, (list, str)):
-                raise InputError(f"{path}: a caption of {vid!r} is a {type(cap).__name__}, expected tokens or text")
             out.add(cap)
 
 
@@ -346,29 +338,77 @@ def bank_cache_path(cache_dir: Path, identity: Any, digest: str) -> Path:
     return Path(cache_dir) / identity.key / f"{identity.config_hash}-{digest[:32]}.npy"
 
 
+BANK_CHUNK = 16384
+"""Captions embedded, and cached, per chunk: a killed run over a million-line bank loses at most one chunk."""
+
+
+def _load_vectors(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The matrix at ``path`` if it is readable and of ``shape``; None otherwise (then it is recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        return None
+    return vectors if vectors.shape == shape else None
+
+
+def _save_vectors(path: Path, vectors: np.ndarray) -> None:
+    from dvtr_data.dataset import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, vectors, allow_pickle=False)
+
+
 def cached_text_embeddings(
     texts: Sequence[str],
     digest: str,
     encoder: Any,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    chunk_size: int = BANK_CHUNK,
 ) -> tuple[np.ndarray, bool]:
     """Embeddings of ``texts`` from ``cache_dir/<model key>/<digest>.npy``, computed and stored when missing.
 
     Returns the matrix and whether it came from the cache. A cache file of the wrong shape is recomputed.
+    Texts are embedded ``chunk_size`` at a time and each chunk is saved atomically beside the final file
+    (``<file>.parts/<index>-<size>.npy``) as soon as it is done, so a killed or failed run resumes with the first
+    missing chunk; ``progress(done, total)`` counts captions, cached chunks included. The parts go once the whole
+    matrix is saved.
     """
-    from dvtr_data.dataset import atomic_path
-
     path = bank_cache_path(cache_dir, encoder.identity, digest)
-    if path.is_file():
-        try:
-            vectors = np.load(path, allow_pickle=False)
-            if vectors.shape == (len(texts), encoder.identity.embed_dim):
-                return vectors, True
-        except (OSError, ValueError):
-            pass
-    vectors = np.ascontiguousarray(encoder.encode_texts(list(texts), progress=progress), dtype=np.float32)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, vectors, allow_pickle=False)
+    n, dim = len(texts), int(encoder.identity.embed_dim)
+    whole = _load_vectors(path, (n, dim))
+    if whole is not None:
+        return whole, True
+    chunk_size = max(int(chunk_size), 1)
+    parts = path.with_name(path.name + ".parts")
+    vectors = np.zeros((n, dim), np.float32)
+    done = 0
+    for index, start in enumerate(range(0, n, chunk_size)):
+        chunk = texts[start:start + chunk_size]
+        part = parts / f"{index:06d}-{chunk_size}.npy"
+        cached = _load_vectors(part, (len(chunk), dim))
+        if cached is None:
+            base = done
+
+            def chunk_progress(k: int, _total: int, base: int = base) -> None:
+                if progress:
+                    progress(base + k, n)
+
+            cached = np.ascontiguousarray(encoder.encode_texts(list(chunk), progress=chunk_progress), np.float32)
+            if cached.shape != (len(chunk), dim):
+                raise ValueError(f"the text encoder returned {cached.shape} for {len(chunk)} texts of dimension {dim}")
+            _save_vectors(part, cached)
+        vectors[start:start + len(chunk)] = cached
+        done += len(chunk)
+        if progress:
+            progress(done, n)
+    _save_vectors(path, vectors)
+    if parts.is_dir():
+        import shutil
+
+        shutil.rmtree(parts, ignore_errors=True)
     return vectors, False

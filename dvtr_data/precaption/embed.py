@@ -37,6 +37,7 @@ from dvtr_data.precaption.sampling import (
     prefetch_for,
 )
 from dvtr_data.schemas import SCHEMA_METADATA_KEY, schema_of, validate
+from dvtr_data.text import bounded
 
 WORK_DIR = "precaption"
 
@@ -96,7 +97,7 @@ def _row(clip: ClipSource, identity: Any, sampling: str, **values: Any) -> dict[
 
 
 def error_row(clip: ClipSource, identity: Any, sampling: str, error: str) -> dict[str, Any]:
-    return _row(clip, identity, sampling, status="error", error=error)
+    return _row(clip, identity, sampling, status="error", error=bounded(error))  # a row, never megabytes
 
 
 def pool_frames(frame_vectors: np.ndarray) -> np.ndarray:

@@ -55,6 +55,8 @@ class ModelSpec:
             raise UsageError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
         if not self.model or not self.model.strip():
             raise UsageError("--model must name an open_clip config, e.g. ViT-B-32")
+        if self.seed < 0:  # as every command's --seed (split's generator refuses negatives)
+            raise UsageError(f"--seed must be >= 0; got {self.seed}")
 
 
 @dataclass(frozen=True)
