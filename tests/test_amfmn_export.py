@@ -123,9 +123,8 @@ def test_own_clips_layout_and_skips(tmp_path: Path) -> None:
     """Our own clips (not imported): names are clip id + keyframe suffix; a clip with 4 captions is left out;
     a clip with 6 keeps its first 5; --media none needs no keyframe file, other media modes skip clips
     without one."""
-    from test_export import make_files
-
     from dvtr_data.splits import SplitConfig, split_dataset
+    from dvtr_data.testing.media import make_files
     from dvtr_data.testing.tables import write_generated_dataset
 
     ds, _ = write_generated_dataset(

@@ -20,7 +20,6 @@ import httpx
 import jwt
 import pytest
 from label_studio_sdk.core.api_error import ApiError
-from test_annotate_support import HAND_CASE, FakeSDK, FakeServer, caption_result, hand_figures, make_dataset, write_precaptions
 from typer.testing import CliRunner
 
 from dvtr_data.annotation import checks, labeling, quality, server
@@ -33,6 +32,15 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.errors import PartialFailure, ServiceError, UsageError
 from dvtr_data.schemas import schema_of
 from dvtr_data.synth.simulated import TRUTH_FORMAT
+from dvtr_data.testing.labelstudio import (
+    HAND_CASE,
+    FakeSDK,
+    FakeServer,
+    caption_result,
+    hand_figures,
+    make_dataset,
+    write_precaptions,
+)
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 LOCAL = Connection("http://127.0.0.1:8080", KEY, local=True)
@@ -603,6 +611,7 @@ def test_every_annotate_command_has_help_with_an_example(name):
     assert "Example:" in result.output and f"dvtr-data annotate {name}" in result.output
 
 
+@pytest.mark.boundary
 def test_push_without_a_server_is_one_line_and_exit_5(tmp_path, monkeypatch):
     monkeypatch.delenv("LABEL_STUDIO_URL", raising=False)
     monkeypatch.delenv("LABEL_STUDIO_API_KEY", raising=False)
@@ -613,6 +622,7 @@ def test_push_without_a_server_is_one_line_and_exit_5(tmp_path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("error:") and "annotate serve" in lines[0]
 
 
+@pytest.mark.boundary
 def test_push_to_a_dead_url_is_one_line(tmp_path):
     ds = make_dataset(tmp_path / "ds", n_clips=1)
     with socket.socket() as sock:

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_annotate_support import HAND_CASE, caption_result, hand_figures, make_dataset
 from typer.testing import CliRunner
 
 from dvtr_data.annotation import server
@@ -29,6 +28,7 @@ from dvtr_data.annotation.pull import DELETED_FLAG
 from dvtr_data.annotation.push import push
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import ServiceError
+from dvtr_data.testing.labelstudio import HAND_CASE, caption_result, hand_figures, make_dataset
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.timeout(900)]
 
@@ -104,8 +104,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     except Exception as exc:  # noqa: BLE001 - any failure to build the env means the server cannot run here
         pytest.skip(f"the Label Studio server cannot run here: its environment could not be created ({exc})")
     from dvtr_data.ingest import IngestConfig, ingest
-    from dvtr_data.synth import generate
     from dvtr_data.ingest.windows import WindowRule
+    from dvtr_data.synth import generate
 
     root = tmp_path_factory.mktemp("annotate-live")
     generate(root / "flights", preset="tiny", seed=0)
@@ -148,7 +148,7 @@ def test_server_is_healthy_loopback_only_with_private_credentials(live: Live):
     ours = [addr for addr in listening if addr.endswith(":" + port_hex)]
     assert ours == ["0100007F:" + port_hex], ours  # bound to 127.0.0.1 only, never 0.0.0.0
     assert os.stat(live.info.credentials_path).st_mode & 0o777 == 0o600
-    assert live.cold_start_s < START_TIMEOUT_S
+    assert server._pid_alive(live.info.pid)  # the server this module started (within START_TIMEOUT_S) still runs
     again, proc = server.start_server(live.dataset.root, port=live.info.port)
     assert proc is None and again.already_running and again.pid == live.info.pid
 
@@ -284,6 +284,7 @@ def test_remote_url_with_a_personal_access_token_and_hand_computed_status(live: 
     assert st.annotators[0].median_lead_s == 45.0 and st.annotators[0].annotations == 4
 
 
+@pytest.mark.boundary
 def test_wrong_token_and_dead_server_are_one_line(live: Live, case: Dataset):
     bad = "f" * 40
     out = run_cli(live, "pull", "--dataset", str(case.root), "--url", live.info.url, env={"LABEL_STUDIO_API_KEY": bad}, code=5)
@@ -353,11 +354,13 @@ def test_server_dying_mid_push_then_rerun_without_duplicates(live: Live, tmp_pat
     proxy = CuttingProxy(live.info.port, cut_at=2)
     try:
         via_proxy = Connection(proxy.url, live.conn.api_key)
-        t0 = time.monotonic()
         with pytest.raises(ServiceError) as exc:
             push(ds.root, via_proxy, media_url="/data/local-files/?d=x/", batch_size=4)
-        assert time.monotonic() - t0 < 60, "a dropped connection must fail the push at once, not after a timeout"
+        # a dropped connection fails the push at once: the cut import was sent once (never re-sent by the SDK),
+        # no later batch was tried, and the error is the dropped connection, not a read timeout
+        assert proxy.imports == 2, f"{proxy.imports} import requests reached the server's proxy"
         assert "stopped answering" in str(exc.value) and "re-run" in str(exc.value)
+        assert "Timeout" not in str(exc.value), str(exc.value)
     finally:
         proxy.close()
     time.sleep(1.0)

@@ -25,6 +25,7 @@ def test_every_command_has_help_with_an_example(name):
     assert f"dvtr-data {name}" in result.output
 
 
+@pytest.mark.boundary
 def test_dataset_error_is_one_line_and_exit_4(tmp_path):
     result = runner.invoke(app, ["info", "--dataset", str(tmp_path / "nope")])
     assert result.exit_code == 4
@@ -33,12 +34,14 @@ def test_dataset_error_is_one_line_and_exit_4(tmp_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.boundary
 def test_missing_input_is_a_usage_error(tmp_path):
     result = runner.invoke(app, ["ingest", str(tmp_path / "missing.mp4"), "--dataset", str(tmp_path / "ds")])
     assert result.exit_code == 2
     assert "no such file or folder" in result.stderr
 
 
+@pytest.mark.boundary
 def test_bad_option_value_is_a_usage_error(tmp_path):
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "a.mp4").write_bytes(b"")

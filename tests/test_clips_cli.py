@@ -164,6 +164,7 @@ def test_table_fits_80_columns_and_prints_user_text_verbatim(dataset: Path) -> N
     assert "4 clip(s): 3 pass QC, 2 with an accepted caption" in result.stdout
 
 
+@pytest.mark.boundary
 def test_qc_filter_and_errors_through_the_command(dataset: Path, tmp_path: Path) -> None:
     result = invoke("--dataset", str(dataset), "--qc", "reject", "--json")
     assert [c["clip_id"] for c in json.loads(result.stdout)] == [A2]

@@ -103,6 +103,7 @@ def _wait_for(path: Path, proc: subprocess.Popen) -> None:
     raise AssertionError("the holder never took the lock")
 
 
+@pytest.mark.boundary
 def test_a_second_writer_stops_with_exit_4_naming_the_holder(tmp_path):
     ds = Dataset(tmp_path / "ds").create()
     held, release = tmp_path / "held", tmp_path / "release"
@@ -190,6 +191,7 @@ def test_data_files_follow_the_umask(tmp_path, umask, mode):
 
 
 # --- dataset.toml ---------------------------------------------------------------------------------------------------
+@pytest.mark.boundary
 @pytest.mark.parametrize(
     ("content", "message"),
     [

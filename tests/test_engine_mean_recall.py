@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from dvtr_data.baselines.engine.metrics import mean_recall, retrieval_metrics
 
 

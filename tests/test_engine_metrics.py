@@ -3,14 +3,9 @@ protocol's dependence on its 32-caption chunks."""
 
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 import numpy as np
 import pytest
 import torch
-from test_engine_toy import TINY_OVERRIDES
 
 from dvtr_data.baselines.engine.evaluate import (
     SplitFeatures,
@@ -28,15 +23,7 @@ from dvtr_data.baselines.engine.metrics import (
 )
 from dvtr_data.baselines.engine.registry import registered
 from dvtr_data.baselines.engine.train import build_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP spin-waits on a busy 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from dvtr_data.testing.engine import TINY_OVERRIDES
 
 
 # ---------------------------------------------------------------------------------------------- plain reference

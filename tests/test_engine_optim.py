@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import math
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest
 import torch
-from test_engine_toy import TINY_OVERRIDES
 from torch import nn
 
 from dvtr_data.baselines.engine.backbone import authors_trainable, convert_to_fp16, set_backbone_trainable
 from dvtr_data.baselines.engine.optim import BertAdam, authors_param_groups, warmup_cosine
 from dvtr_data.baselines.engine.registry import registered
 from dvtr_data.baselines.engine.train import batches_of, build_model, epoch_order
+from dvtr_data.testing.engine import TINY_OVERRIDES
 
 
 def test_warmup_cosine_runs_on_total_progress() -> None:

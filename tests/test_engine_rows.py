@@ -8,16 +8,11 @@ rows need other tiny sizes adds them to ``TINY_FAMILY`` (see ``baselines/engine/
 
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 import json
 import math
 
 import pytest
 import torch
-from test_engine_toy import TINY_OVERRIDES, build_toy_dataset
 
 from dvtr_data.baselines.engine.config import deep_merge
 from dvtr_data.baselines.engine.family import get_family
@@ -25,6 +20,7 @@ from dvtr_data.baselines.engine.registry import baseline_names, registered
 from dvtr_data.baselines.engine.runs import results_table
 from dvtr_data.baselines.engine.train import run_baseline
 from dvtr_data.dataset import Dataset
+from dvtr_data.testing.engine import TINY_OVERRIDES, build_toy_dataset
 
 # Per family: what makes its rows tiny. Sizes only: every row keeps its own method settings.
 TINY_FAMILY: dict[str, dict] = {
@@ -36,14 +32,6 @@ TINY_FAMILY: dict[str, dict] = {
         "model": {"sizes": {"embed_dim": 32, "word_dim": 16, "text_hidden": 32}, "options": {"vocab_threshold": 1}},
     },
 }
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

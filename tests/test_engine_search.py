@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import math
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from test_engine_toy import TINY_OVERRIDES
 
 from dvtr_data.baselines.engine.data import ClipRecord
 from dvtr_data.baselines.engine.registry import registered
 from dvtr_data.baselines.engine.search import SearchIndex, build_index, naive_scores
 from dvtr_data.baselines.engine.train import build_model
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from dvtr_data.testing.engine import TINY_OVERRIDES
 
 
 def make_model(name: str = "msam", **options):

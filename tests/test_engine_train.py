@@ -3,16 +3,11 @@ exactly, run folders hold what they promise, the CLI commands work, and search r
 
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from test_engine_toy import TINY_OVERRIDES, build_toy_dataset
 from typer.testing import CliRunner
 
 from dvtr_data.baselines.engine.config import deep_merge
@@ -22,14 +17,7 @@ from dvtr_data.baselines.engine.runs import list_runs, results_table
 from dvtr_data.baselines.engine.search import load_run_model, search
 from dvtr_data.baselines.engine.train import build_model, feature_cache, resume_run, run_baseline
 from dvtr_data.dataset import Dataset
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from dvtr_data.testing.engine import TINY_OVERRIDES, build_toy_dataset
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +177,7 @@ def cli():
 
 def test_cli_list_run_table_and_search(cli, toy: Dataset, tmp_path: Path) -> None:
     runner = CliRunner()
-    env = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    env = {"COLUMNS": "200"}
     listed = runner.invoke(cli, ["baseline", "list"], env=env)
     assert listed.exit_code == 0 and "msam-no-gate" in listed.output and "clip4clip-meanp-zeroshot" in listed.output
     config = tmp_path / "tiny.json"
@@ -209,9 +197,10 @@ def test_cli_list_run_table_and_search(cli, toy: Dataset, tmp_path: Path) -> Non
     assert any(r.run_id == "cli-named" for r in list_runs(toy))
 
 
+@pytest.mark.boundary
 def test_cli_errors_are_one_line_with_exit_codes(cli, toy: Dataset) -> None:
     runner = CliRunner()
-    env = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+    env = {"COLUMNS": "200"}
     unknown = runner.invoke(cli, ["baseline", "run", "msam-nope", "-d", str(toy.root)], env=env)
     assert unknown.exit_code == 2 and "unknown baseline" in unknown.stderr
     # the real backbone: OpenAI weights are not on this machine and downloads are off

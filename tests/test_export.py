@@ -7,7 +7,6 @@ import os
 import pickle
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,26 +18,8 @@ from dvtr_data.export.qvhighlights import derived_saliency, relevant_cells
 from dvtr_data.importers import import_published
 from dvtr_data.schemas import schema_of
 from dvtr_data.splits import SplitConfig, split_dataset
+from dvtr_data.testing.media import make_files
 from dvtr_data.testing.tables import write_generated_dataset
-
-
-def make_files(ds: Dataset, every: int = 2) -> set[str]:
-    """Write small keyframes and stand-in clip files for every ``every``-th flight; returns their clip ids."""
-    from PIL import Image
-
-    clips = ds.read_table("clips").to_pylist()
-    flights = sorted({c["flight_id"] for c in clips})
-    chosen = set(flights[::every])
-    done = set()
-    for c in clips:
-        if c["flight_id"] in chosen:
-            (ds.root / c["clip_path"]).parent.mkdir(parents=True, exist_ok=True)
-            (ds.root / c["clip_path"]).write_bytes(b"\x00\x00\x00\x18ftypmp42" + c["clip_id"].encode())
-            Image.fromarray(np.full((24, 32, 3), len(done) % 255, np.uint8)).save(
-                ds.root / c["keyframe_paths"][0]
-            )
-            done.add(c["clip_id"])
-    return done
 
 
 @pytest.fixture
@@ -92,7 +73,6 @@ def test_parquet_is_readable_by_duckdb(split_ds, tmp_path):
 
 
 def test_parquet_is_readable_by_hugging_face_datasets(split_ds, tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     datasets = pytest.importorskip("datasets")
     export_dataset(split_ds, "parquet", tmp_path / "pq")

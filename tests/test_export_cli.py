@@ -44,6 +44,7 @@ def test_parse_ratios():
         parse_ratios("70/30")
 
 
+@pytest.mark.boundary
 def test_whole_flow(tmp_path):
     ds_dir = tmp_path / "ds"
     write_generated_dataset(ds_dir, n_flights=40, clips_per_flight=(3, 8), seed=2)
@@ -86,6 +87,7 @@ def test_whole_flow(tmp_path):
     assert Path(r.stdout.split()[-1]).name == "card.html"
 
 
+@pytest.mark.boundary
 def test_errors_are_one_line_with_their_exit_code(tmp_path):
     ds_dir = tmp_path / "ds"
     write_generated_dataset(ds_dir, n_flights=4, clips_per_flight=3, captions_per_clip=0)

@@ -67,7 +67,6 @@ def test_readme_front_matter_names_the_split_files(tmp_path):
 
 
 def test_datasets_loads_the_folder_through_its_readme(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     datasets = pytest.importorskip("datasets")
     ds = make(tmp_path, licence=["MIT"])

@@ -15,7 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_transitions import EDIT, KARMA
 
 from dvtr_data.dataset import Dataset
 from dvtr_data.ingest import IngestConfig, ingest
@@ -23,6 +22,9 @@ from dvtr_data.ingest.windows import WindowRule
 from dvtr_data.synth.flights import render_flight
 from dvtr_data.synth.sidecar import inject_glitch
 from dvtr_data.telemetry import TelemetryLimits, haversine_m, parse_srt, write_dji_fly_srt
+from dvtr_data.testing.flights import EDIT
+
+KARMA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "videos" / "gopro_gpmf-parser" / "karma.mp4"
 
 SHORT = WindowRule(target_s=1.0, min_s=0.5, max_s=2.0)
 CFG = IngestConfig(window=SHORT, cut=False)

@@ -57,7 +57,7 @@ def _leftovers(root: Path) -> list[str]:
 
 def _run(args: list[str], crash: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "DVTR_CRASH_AT"}
-    env.update(HF_HUB_OFFLINE="1", COLUMNS="200")
+    env.update(COLUMNS="200")
     if crash:
         env["DVTR_CRASH_AT"] = crash
     return subprocess.run([sys.executable, "-m", "dvtr_data", *args], capture_output=True, text=True, env=env, timeout=600)

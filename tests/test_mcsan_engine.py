@@ -5,34 +5,22 @@ resumes exactly."""
 
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"
-
 import json
 
 import pytest
 import torch
+
 from dvtr_data.baselines.engine.config import deep_merge
 from dvtr_data.baselines.engine.registry import registered
 from dvtr_data.baselines.engine.runs import results_table
 from dvtr_data.baselines.engine.train import resume_run, run_baseline
-from test_engine_toy import TINY_OVERRIDES, build_toy_dataset
-
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
+from dvtr_data.testing.engine import TINY_OVERRIDES, build_toy_dataset
 
 TINY_MCSAN = deep_merge(
     TINY_OVERRIDES, {"model": {"sizes": {"embed_dim": 32, "gru_hidden": 16, "attention_hidden": 16}}}
 )
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

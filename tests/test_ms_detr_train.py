@@ -43,7 +43,6 @@ def _chance(folders: dict[str, Path], cfg) -> dict:
 
 
 def test_run_folder_and_submission_format(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     folders = generate_moments(tmp_path / "data", n_videos=3, seed=1)
     cfg = load_config("ms-detr", **{**TINY, "epochs": 2, "eval_every": 1})
     metrics = train_moment_model(folders["qvh"], folders["video"], folders["text"], cfg, tmp_path / "run")
@@ -72,7 +71,6 @@ def test_run_folder_and_submission_format(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("variant", "epochs"), [("ms-detr", 80), ("moment-detr", 150)])
 def test_tiny_model_overfits_planted_windows(tmp_path: Path, variant: str, epochs: int) -> None:
-    torch.set_num_threads(1)
     folders = generate_moments(tmp_path / "data", n_videos=8, seed=0)
     cfg = load_config(variant, **{**TINY, "epochs": epochs})
     before = _chance(folders, cfg)["MR-full-R1@0.7"]

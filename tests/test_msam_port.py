@@ -7,15 +7,13 @@ built here (no downloads).
 
 from __future__ import annotations
 
-import os
-
-os.environ["HF_HUB_OFFLINE"] = "1"  # open_clip must never try the hub in tests
-
 from pathlib import Path
 
 import open_clip
 import pytest
 import torch
+from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
 from dvtr_data.baselines.msam import (
     MSAM,
     FusionPoolingHead,
@@ -28,8 +26,6 @@ from dvtr_data.baselines.msam import (
     single_query_scores,
     to_reference_state_dict,
 )
-from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-
 from dvtr_data.errors import ModelError, UsageError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -296,18 +292,37 @@ def test_round_trip_through_reference_names(tiny_model: MSAM) -> None:
 
 
 def test_ignored_keys_are_accepted(tiny_model: MSAM) -> None:
-    state = to_reference_state_dict(tiny_model)
-    state.update(
-        {
-            "gating.weight": torch.zeros(3, 3),
-            "select.gating.bias": torch.zeros(3),
-            "select.afp.multi_head_attention.in_proj_weight": torch.zeros(3, 3),
-            "select.afp.dynamic_weight.2.bias": torch.zeros(2),
-            "preloss.p.uncertain_net_text.fc2.weight": torch.zeros(3, 3),
-            "preloss.p.pie_net_video.noise_scale": torch.ones(1),
-        }
-    )
-    load_reference_state_dict(state)
+    """Ignoring means: accepted (no StateDictError), and no effect at all: the model loaded from a checkpoint
+    with the authors' unused tensors equals, tensor for tensor and output for output, the one loaded without
+    them, whatever values they hold. The converter drops them silently (it reports nothing), so nothing of them
+    survives a round trip either."""
+    plain = to_reference_state_dict(tiny_model)
+    shapes = {
+        "gating.weight": (3, 3),
+        "select.gating.bias": (3,),
+        "select.afp.multi_head_attention.in_proj_weight": (3, 3),
+        "select.afp.dynamic_weight.2.bias": (2,),
+        "preloss.p.uncertain_net_text.fc2.weight": (3, 3),
+        "preloss.p.pie_net_video.noise_scale": (1,),
+    }
+    assert not set(shapes) & set(plain)  # really extra keys, not ones the model uses
+    generator = torch.Generator().manual_seed(7)
+    loaded = []
+    for scale in (1.0, -50.0):  # two different sets of values: neither may matter
+        state = dict(plain)
+        state.update({k: scale * torch.randn(shape, generator=generator) for k, shape in shapes.items()})
+        loaded.append(load_reference_state_dict(state))
+    reference = load_reference_state_dict(plain)
+    inputs = tiny_inputs()
+    with torch.no_grad():
+        want = reference.trace(*inputs)
+        for model in loaded:
+            assert model.state_dict().keys() == reference.state_dict().keys()
+            for key, value in reference.state_dict().items():
+                assert torch.equal(model.state_dict()[key], value), key
+            got = model.trace(*inputs)
+            assert torch.equal(got.similarity, want.similarity)
+            assert to_reference_state_dict(model).keys() == plain.keys()
 
 
 def test_unknown_key_is_an_error(tiny_model: MSAM) -> None:

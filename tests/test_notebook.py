@@ -20,7 +20,6 @@ def run_notebook(dataset_dir: Path, monkeypatch, workdir: Path) -> object:
     pytest.importorskip("ipykernel")
     monkeypatch.setenv("DVTR_DATASET", str(dataset_dir))
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}

@@ -19,8 +19,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from test_annotate_support import FakeSDK, FakeServer
-from test_precaption_support import ColourEncoder
 
 from dvtr_data.annotation.client import Connection, Studio
 from dvtr_data.annotation.pull import pull
@@ -34,6 +32,8 @@ from dvtr_data.precaption.stage import PrecaptionConfig, precaption
 from dvtr_data.schemas import TABLES
 from dvtr_data.splits import SplitConfig, split_dataset
 from dvtr_data.synth import generate
+from dvtr_data.testing.labelstudio import FakeSDK, FakeServer
+from dvtr_data.testing.precaption import ColourEncoder
 
 pytestmark = pytest.mark.slow
 

@@ -5,13 +5,14 @@ They run in the real app, inside its one error boundary.
 
 from __future__ import annotations
 
-from test_precaption_support import make_dataset
+import pytest
 from typer.testing import CliRunner
 
 from dvtr_data.cli import app as root
+from dvtr_data.testing.precaption import make_dataset
 
 runner = CliRunner()
-ENV = {"COLUMNS": "200", "HF_HUB_OFFLINE": "1"}
+ENV = {"COLUMNS": "200"}
 
 
 def invoke(*args: str):
@@ -51,6 +52,7 @@ def test_run_and_show_with_the_small_model(tmp_path):
     assert "draft captions" in shown.stdout and "tags (classes@" in shown.stdout
 
 
+@pytest.mark.boundary
 def test_errors_are_one_line_with_their_exit_codes(tmp_path):
     missing = invoke("precaption", "-d", str(tmp_path / "nope"), "--pretrained", "none", "--model", "ViT-S-32-alt")
     assert missing.exit_code == 4

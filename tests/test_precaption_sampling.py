@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
-from test_precaption_support import COLOURS, write_clip
 
 from dvtr_data.engine.local import ProcessExecutor
 from dvtr_data.precaption.sampling import (
@@ -24,6 +20,7 @@ from dvtr_data.precaption.sampling import (
     sample_with_pyav,
     uniform_indices,
 )
+from dvtr_data.testing.precaption import COLOURS, write_clip
 
 GEOM = FrameGeometry((224, 224))
 

@@ -15,7 +15,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from test_precaption_support import COLOURS, ColourEncoder, clip_row, make_dataset, write_clip
 
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, InputError, UsageError
@@ -25,6 +24,7 @@ from dvtr_data.precaption.retrieval import near_identical
 from dvtr_data.precaption.sampling import SampleJob, sample_frames
 from dvtr_data.precaption.stage import PrecaptionConfig, bank_cache_dir, precaption, show
 from dvtr_data.schemas import TABLES
+from dvtr_data.testing.precaption import COLOURS, ColourEncoder, clip_row, make_dataset, write_clip
 
 BANK = [
     "A red roof in a village.", "a red roof in a village", "A red roof in a village!",  # near copies

@@ -17,8 +17,8 @@ import pytest
 
 from dvtr_data.ingest.shots import Shot, shots_from_boundaries
 from dvtr_data.ingest.transitions import Transition, TransitionFinder, TransitionRule
-from dvtr_data.synth.camera import Maneuver as M
-from dvtr_data.synth.flights import FlightSpec, ShotSpec, render_flight
+from dvtr_data.synth.flights import render_flight
+from dvtr_data.testing.flights import EDIT
 
 KARMA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "videos" / "gopro_gpmf-parser" / "karma.mp4"
 H, W = 144, 256
@@ -96,16 +96,6 @@ def test_shots_leave_out_transition_frames_and_absorb_cuts_inside_them():
 
 
 # ------------------------------------------------------------------------------------------ rendered flights
-EDIT = FlightSpec("tr_edit", 640, 360, Fraction(25), (
-    ShotSpec("suburb", 11, (M("straight", 2.4, speed_mps=12.0),), altitude_m=40),
-    ShotSpec("coast", 12, (M("orbit", 2.4, "oblique", direction=1),), altitude_m=50),
-    ShotSpec("forest", 13, (M("yaw", 2.4, direction=-1),), altitude_m=60),
-    ShotSpec("lakeside", 14, (M("straight", 2.4, "oblique", speed_mps=10.0),), altitude_m=45),
-    ShotSpec("farmland", 15, (M("climb", 2.4, rate=4.0),), altitude_m=50),
-), transitions=("crossfade", "fade_black", "fade_white", "cut"), fade_s=0.6, seed=3, world_px=1024, world_res_m=0.25)
-"""An edit with every join: a dissolve out of a fast low straight, a fade to black, a fade to white, a cut."""
-
-
 @pytest.fixture(scope="module")
 def edit(tmp_path_factory) -> Path:
     return render_flight(EDIT, tmp_path_factory.mktemp("edit"))

@@ -29,7 +29,7 @@ T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 def make_dataset(root: Path, n_clips: int = 3, *, rejected: int = 0, files: bool = True) -> Dataset:
     ds = Dataset(root).create(name="unit")
     flight_id = "f0123456789abcdef"
-    flight = dict.fromkeys(schema_of("flights").schema.names)
+    flight: dict[str, Any] = dict.fromkeys(schema_of("flights").schema.names)
     flight.update(flight_id=flight_id, status="ok", source_path=str(root / "src" / "flight one.mp4"), file_name="flight one.mp4",
                   size_bytes=1, settings_hash="x", ingested_at=T0, fps=30.0, duration_s=60.0, warnings=[])
     ds.write_table("flights", [flight])
@@ -37,7 +37,7 @@ def make_dataset(root: Path, n_clips: int = 3, *, rejected: int = 0, files: bool
     for i in range(n_clips + rejected):
         start, end = i * 150, (i + 1) * 150
         cid = f"{flight_id}-{start:07d}-{end:07d}"
-        row = dict.fromkeys(schema_of("clips").schema.names)
+        row: dict[str, Any] = dict.fromkeys(schema_of("clips").schema.names)
         row.update(writer="ingest", clip_id=cid, flight_id=flight_id, status="ok", shot_index=0, window_index=i,
                    start_frame=start,
                    end_frame=end, start_s=start / 30, end_s=end / 30, duration_s=5.0, fps=30.0, n_frames=150,

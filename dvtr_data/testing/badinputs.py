@@ -207,19 +207,19 @@ def broken_symlink(path: Path) -> Path:
 
 
 def unreadable(path: Path, seed: int) -> Path:
-    """A good video with mode 000 (only unreadable when not running as root)."""
-    good_video(path, seed, seconds=1.0)
-    path.chmod(0)
+    """A ``.mp4`` that nobody can read, root included: a link to a path whose parent is a regular file.
+
+    Opening it fails with ENOTDIR whoever runs the tests (a chmod-000 file would not stop root). The regular
+    file is a good video, kept in a hidden folder, so discovery never takes it as a flight.
+    """
+    inner = good_video(path.parent / ".unreadable-target" / f"video-{seed}.mp4", seed, seconds=1.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to(inner / "clip.mp4")  # "inside" a file: no such path can exist
     return path
 
 
-def make_matrix(folder: Path, *, with_unreadable: bool | None = None) -> dict[str, Path]:
-    """Write every bad input and two good flights into ``folder``; return case name -> the path ingest gets.
-
-    ``with_unreadable`` (default: when not root) adds the chmod-000 file, which root can read anyway.
-    """
-    if with_unreadable is None:
-        with_unreadable = os.geteuid() != 0
+def make_matrix(folder: Path) -> dict[str, Path]:
+    """Write every bad input and two good flights into ``folder``; return case name -> the path ingest gets."""
     folder.mkdir(parents=True, exist_ok=True)
     cases = {
         "good_a": good_video(folder / "good_a.mp4", seed=1),
@@ -242,10 +242,9 @@ def make_matrix(folder: Path, *, with_unreadable: bool | None = None) -> dict[st
         "garbage_sidecar": garbage_sidecar(folder / "garbage_sidecar.mp4", seed=11).with_suffix(".mp4"),
         "worker_segfault": good_video(folder / "worker_segfault.mp4", seed=12, seconds=1.0),
         "decoder_hang": good_video(folder / "decoder_hang.mp4", seed=13, seconds=1.0),
+        "unreadable": unreadable(folder / "unreadable.mp4", seed=14),
     }
     (folder / "a folder.mp4").mkdir()  # a directory with a video name: not a flight, not an error
-    if with_unreadable:
-        cases["unreadable"] = unreadable(folder / "unreadable.mp4", seed=14)
     return cases
 
 

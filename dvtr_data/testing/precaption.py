@@ -6,7 +6,7 @@ seeded texture, so the fake encoder below can tell them apart by colour and the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ def write_clip(path: Path, colour: tuple[int, int, int], n_frames: int = 30, see
 
 
 def clip_row(clip_id: str, clip_path: str | None, **over: Any) -> dict[str, Any]:
-    row = {name: None for name in TABLES["clips"].schema.names}
+    row: dict[str, Any] = dict.fromkeys(TABLES["clips"].schema.names)
     row.update(
         writer="ingest", clip_id=clip_id, flight_id="f0000000000000001", status="ok", shot_index=0, window_index=0,
         start_frame=0, end_frame=30, start_s=0.0, end_s=1.2, duration_s=1.2, fps=float(FPS), width=SIZE[0],
@@ -81,11 +81,10 @@ class ColourEncoder:
     geometry: FrameGeometry = FrameGeometry((32, 32))
     logit_scale: float = 100.0
     calls: int = 0
-    batch_sizes: list[int] | None = None
+    batch_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.identity = ModelIdentity("colour", "fake-v1", "0" * 16, None, "fp32", 4)
-        self.batch_sizes = []
 
     def encode_frames(self, frames: np.ndarray) -> np.ndarray:
         self.calls += 1
