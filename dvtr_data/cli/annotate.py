@@ -31,6 +31,11 @@ UrlOpt = Annotated[
     str | None,
     typer.Option("--url", help="A Label Studio server (a team's hosted one); default $LABEL_STUDIO_URL, else the dataset's own server."),
 ]
+TaskOpt = Annotated[
+    str,
+    typer.Option("--task", help="captions (a task per clip) or moments (a task per flight segment of <= 150 s: "
+                 "query, time windows, 0-4 ratings of each 2-s clip)."),
+]
 KeyOpt = Annotated[
     str | None,
     typer.Option("--api-key", help="API key for --url: a legacy token or a personal access token. Prefer $LABEL_STUDIO_API_KEY (a command line is visible to other users)."),
@@ -42,6 +47,13 @@ def _command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
         return annotate_app.command(name)(fn)
 
     return deco
+
+
+def _check_task(task: str) -> None:
+    from dvtr_data.errors import UsageError
+
+    if task not in ("captions", "moments"):
+        raise UsageError(f"--task must be captions or moments, got {task!r}")
 
 
 def _say(msg: str) -> None:
@@ -117,8 +129,11 @@ def push_cmd(
     limit: Annotated[int | None, typer.Option(help="Push at most this many clips (in flight order).")] = None,
     media_url: Annotated[str | None, typer.Option(help="Remote servers: prefix the server reaches the dataset's clips/ under (https://, s3://, or /data/local-files/?d=...).")] = None,
     storage_path: Annotated[Path | None, typer.Option(help="Remote servers: a folder on the server to add as Local Files storage.")] = None,
+    task: TaskOpt = "captions",
 ) -> None:
     """Create the dataset's project (once) and import a task per clip, with pre-caption drafts as predictions.
+
+    With --task moments: the moments project, a task per flight segment (whole flights up to 150 s).
 
     Re-running imports only new clips, never duplicates a task, and updates predictions whose drafts changed.
 
@@ -126,7 +141,21 @@ def push_cmd(
     """
     from dvtr_data.annotation.push import push, raise_for_report
 
+    _check_task(task)
     conn = _connection(dataset, url, api_key)
+    if task == "moments":
+        from dvtr_data.annotation.moments import push_moments
+
+        mreport = push_moments(dataset, conn, overlap=overlap or 1, media_url=media_url, say=_say)
+        out.print(
+            f"moments project {mreport.project_id} ({'created' if mreport.project_created else 'found'}) at "
+            f"{escape(mreport.url)}: {mreport.segments} segment(s), {mreport.tasks_created} new task(s), "
+            f"{mreport.tasks_existing} already there; {mreport.media_placed} flight video(s) placed in annotation_media/",
+            highlight=False, soft_wrap=True,
+        )
+        for path in mreport.missing_videos[:3]:
+            err.print(f"warning: flight video {escape(path)} is missing: its tasks cannot play", highlight=False)
+        return
     report = push(dataset, conn, captions_per_task=captions_per_task, overlap=overlap, clip_ids=clip or None,
                   include_rejected=include_rejected, limit=limit, media_url=media_url, storage_path=storage_path, say=_say)
     drafts = f"drafts from {escape(report.model_version)}" if report.model_version else "no drafts (precaption has not run)"
@@ -150,6 +179,7 @@ def pull_cmd(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     min_words: Annotated[int, typer.Option(help="Captions with fewer words are flagged too_short.")] = 5,
+    task: TaskOpt = "captions",
 ) -> None:
     """Export the project and merge every caption into captions.parquet, with validation flags.
 
@@ -159,7 +189,20 @@ def pull_cmd(
     """
     from dvtr_data.annotation.pull import DELETED_FLAG, pull
 
+    _check_task(task)
     conn = _connection(dataset, url, api_key)
+    if task == "moments":
+        from dvtr_data.annotation.moments import pull_moments
+
+        mreport = pull_moments(dataset, conn, say=_say)
+        mflags = ", ".join(f"{escape(k)} {v}" for k, v in sorted(mreport.flags.items())) or "none"
+        out.print(
+            f"pulled moments project {mreport.project_id}: {mreport.annotations} annotation(s) -> {mreport.rows_new} "
+            f"new, {mreport.rows_updated} updated moment row(s), {mreport.accepted} accepted; "
+            f"{mreport.kept_deleted} kept as deleted in Label Studio; flags: {mflags}",
+            highlight=False, soft_wrap=True,
+        )
+        return
     report = pull(dataset, conn, min_words=min_words, say=_say)
     flags = ", ".join(f"{escape(k)} {v}" for k, v in sorted(report.flags.items())) or "none"
     out.print(
@@ -191,6 +234,7 @@ def simulate_cmd(
     annotators: Annotated[int | None, typer.Option(help="Simulated annotators (default: the project's overlap).")] = None,
     clip: Annotated[list[str] | None, typer.Option("--clip", help="Only these clip ids (repeatable).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the simulated lead times.")] = 0,
+    task: TaskOpt = "captions",
 ) -> None:
     """Generated flights only: submit their ground-truth captions as simulated annotators (origin "simulated").
 
@@ -200,7 +244,19 @@ def simulate_cmd(
     """
     from dvtr_data.annotation.simulate import simulate
 
+    _check_task(task)
     conn = _connection(dataset, url, api_key)
+    if task == "moments":
+        from dvtr_data.annotation.moments import simulate_moments
+
+        mreport = simulate_moments(dataset, conn, seed=seed, say=_say)
+        out.print(
+            f"SIMULATED moments on project {mreport.project_id}: {mreport.annotations_created} annotation(s) "
+            f"submitted from the generated flights' truth, {mreport.annotations_existing} already there, "
+            f"{mreport.tasks_with_truth} segment task(s) of generated flights",
+            highlight=False, soft_wrap=True,
+        )
+        return
     report = simulate(dataset, conn, annotators=annotators, clip_ids=clip or None, seed=seed, say=_say)
     out.print(
         f"SIMULATED annotators ({report.annotators}) on project {report.project_id}: {report.annotations_created} "
