@@ -19,6 +19,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from dvtr_data import __version__
+from dvtr_data.audit.card import card_audit
 from dvtr_data.card import coastlines, plots
 from dvtr_data.card.escape import md_escape
 from dvtr_data.card.publishing import TABLE_SOURCES, limitations
@@ -147,6 +148,7 @@ def _write_card(ds: Dataset, out: str | Path | None, steps: Any) -> CardResult:
     figs = _figures(s)
     steps.advance()
     s["limitations"] = limitations(s)
+    s["caption_audit"] = card_audit(ds)  # audit.json when `audit` wrote one, else computed now
     thumbs = _thumbnails(s.pop("thumbnail_candidates"))
     steps.advance()
     for i, t in enumerate(thumbs):
@@ -157,6 +159,7 @@ def _write_card(ds: Dataset, out: str | Path | None, steps: Any) -> CardResult:
         "t": s["totals"],
         "x": s["text"],
         "r": s["split_report"],
+        "a": s["caption_audit"],
         "tool_version": __version__,
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "version": dataset_version(ds),

@@ -209,6 +209,7 @@ def demo_cmd(
 def _register_stage_commands() -> None:
     """Commands of the later stages live in their own modules (the boundary of `BoundaryGroup` covers them too)."""
     from dvtr_data.cli.annotate import annotate_app
+    from dvtr_data.cli.audit import audit_cmd
     from dvtr_data.cli.baseline import baseline_app, search_cmd
     from dvtr_data.cli.clips import clips_cmd
     from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, split_cmd
@@ -221,6 +222,7 @@ def _register_stage_commands() -> None:
     app.command("import")(import_cmd)
     app.command("card")(card_cmd)
     app.command("clips")(clips_cmd)
+    app.command("audit")(audit_cmd)
     app.add_typer(baseline_app, name="baseline")
     app.command("search")(search_cmd)
 

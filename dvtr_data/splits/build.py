@@ -27,7 +27,7 @@ from dvtr_data.annotation.categories import annotated_categories
 from dvtr_data.dataset import Dataset, atomic_write_bytes
 from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.lineage import captions_on_current_clips
-from dvtr_data.splits import neardup
+from dvtr_data.splits import neardup, text_leakage
 from dvtr_data.splits.assign import SPLIT_NAMES, Unit, assign
 from dvtr_data.splits.groups import build_groups, location_cells
 from dvtr_data.splits.report import RECOUNT_BUDGET, leakage, split_sizes
@@ -55,6 +55,9 @@ class SplitConfig:
     tolerance: float = 0.05
     recheck: bool | None = None  # report: True compares every cross-split pair; else exact within the budget
     recount_budget: int = RECOUNT_BUDGET  # report: cross-split comparisons per kind before it samples clips
+    caption_glue: bool = True  # clips sharing a human/imported caption (normalised) stay on one side
+    glue_cap: int = text_leakage.GLUE_CAP  # a caption on more clips than this glues none of them
+    text_threshold: float = text_leakage.NEAR_THRESHOLD  # rapidfuzz ratio (0-100) of near-identical captions
 
     def check(self) -> SplitConfig:
         if (
@@ -78,6 +81,10 @@ class SplitConfig:
             raise UsageError(f"--stratify must be one of {', '.join(STRATIFY)}; got {self.stratify!r}")
         if self.min_captions < 0:
             raise UsageError("--min-captions must be >= 0")
+        if self.glue_cap < 2:
+            raise UsageError(f"--glue-cap must be at least 2 clips; got {self.glue_cap}")
+        if not 0 < self.text_threshold <= 100:
+            raise UsageError(f"--text-threshold must be in (0, 100]; got {self.text_threshold}")
         if not 0 <= self.tolerance <= 1:
             raise UsageError("--tolerance must be in [0, 1]")
         return self
@@ -193,6 +200,7 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             hint="annotate the clips (`dvtr-data annotate`) or import a caption set (`dvtr-data import`)",
         )
     n_acc_map = accepted_caption_counts(captions)
+    caption_rows = text_leakage.caption_rows(captions)
     n = len(clips.ids)
     n_acc = np.array([n_acc_map.get(c, 0) for c in clips.ids], dtype=np.int64)
 
@@ -262,6 +270,12 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             hashes_full = np.zeros(n, dtype=np.uint64)
             hashes_full[idx] = neardup.keyframe_hashes(ds, [clips.keyframe[i] for i in idx])
             pairs["phash"] = neardup.hamming_links(hashes_full[idx], cfg.max_hamming, progress=progress)
+
+    glue_info: dict[str, Any] | None = None
+    if cfg.caption_glue:  # identical human/imported captions: one side of the split (templates never glue)
+        pairs["caption"], glue_info = text_leakage.glue_pairs(
+            sub_ids, caption_rows, pinned[idx] != "", cap=cfg.glue_cap
+        )
 
     cells_full = None
     cell_names: list[str] = []
@@ -341,6 +355,17 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
         leak["leaks"] += leak["flights_straddling"]
     if "location" in cfg.group_by:
         leak["leaks"] += leak.get("cells_straddling", 0)
+    leak["text"] = text_leakage.split_report(
+        split,
+        clips.ids,
+        caption_rows,
+        pinned != "",
+        glue=glue_info,
+        cap=cfg.glue_cap,
+        threshold=cfg.text_threshold,
+    )
+    if glue_info is not None:
+        leak["leaks"] += leak["text"]["glue_recount"]["texts_straddling"]
     n_cap = np.where(in_split, n_acc, 0)
     sizes = split_sizes(split, clips.flights, clips.duration, n_cap, label_full)
     own_sizes = split_sizes(np.where(imported, "", split), clips.flights, clips.duration, n_cap)
