@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from test_annotate_support import FakeSDK, FakeServer, caption_result, make_dataset
-
 from dvtr_data.annotation.client import Connection, Studio
 from dvtr_data.annotation.pull import pull
 from dvtr_data.annotation.push import push
+from dvtr_data.testing.labelstudio import FakeSDK, FakeServer, caption_result, make_dataset
 from dvtr_data.text import strip_form_newline
 
 LOCAL = Connection("http://127.0.0.1:8080", "k" * 40, local=True)
