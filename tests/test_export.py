@@ -8,6 +8,7 @@ import pickle
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -141,6 +142,22 @@ def test_clip4clip_layout(split_ds, tmp_path):
         "raw-captions.pkl",
         "test_list.txt",
     ]
+
+
+def test_clip4clip_writes_only_what_its_manifest_says(split_ds, tmp_path):
+    make_files(split_ds)
+    want = splits_of(split_ds)
+    bare = sorted(want["test"])[0]
+    caps = split_ds.read_table("captions")
+    split_ds.write_table("captions", caps.filter(pc.not_equal(caps.column("clip_id"), bare)))
+    r = export_dataset(split_ds, "clip4clip", tmp_path / "c4c")
+    out = tmp_path / "c4c"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert r.skipped["without_captions"] == manifest["skipped"]["without_captions"] == 1
+    assert bare not in pickle.loads((out / "raw-captions.pkl").read_bytes())
+    assert all(bare not in (out / f"{s}_list.txt").read_text().split("\n") for s in ("train", "val", "test"))
+    assert not any(p.stem == bare for p in (out / "Videos").iterdir())
+    assert manifest["counts"]["test"]["clips_written"] == len(want["test"]) - 1
 
 
 def test_relevant_cells_and_derived_saliency():
