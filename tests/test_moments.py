@@ -1,7 +1,7 @@
 """Moment annotation (push / simulate / pull against the in-memory Label Studio fake), the v1 -> v2 migration of
 ``moments``, the QVHighlights export of moments, and its features.
 
-Expected values come from the hand-made truth in `moments_support` (maneuver spans, objects in view), not from
+Expected values come from the hand-made truth in `dvtr_data.testing.moments` (maneuver spans, objects in view), not from
 the code under test.
 """
 
@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from moments_support import FLIGHTS, add_captions_and_splits, make_moments_dataset
 
 from dvtr_data.annotation import moments as M
 from dvtr_data.annotation.client import Connection, Studio
@@ -26,6 +25,7 @@ from dvtr_data.export import export_dataset
 from dvtr_data.export.qvhighlights import relevant_cells, stable_qid, three_ratings
 from dvtr_data.schemas.tables import SCHEMA_METADATA_KEY
 from dvtr_data.testing.labelstudio import FakeSDK, FakeServer
+from dvtr_data.testing.moments import FLIGHTS, TINY_CLIP, add_captions_and_splits, make_moments_dataset
 
 KEY = "0123456789abcdef0123456789abcdef01234567"
 LOCAL = Connection("http://127.0.0.1:8080", KEY, local=True)
@@ -264,14 +264,6 @@ def test_official_evaluator_scores_the_export(annotated, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # features
 # ----------------------------------------------------------------------------------------------------------------
-TINY_CLIP = {
-    "embed_dim": 32,
-    "quick_gelu": True,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
 def _colour_video(path: Path, colours: list[tuple[int, int, int]], fps: int = 10, seconds_each: float = 2.0) -> None:
     import av
 

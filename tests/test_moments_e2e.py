@@ -9,7 +9,6 @@ import functools
 import json
 
 import pytest
-from test_moments import TINY_CLIP
 from typer.testing import CliRunner
 
 from dvtr_data.annotation import moments as M
@@ -22,6 +21,7 @@ from dvtr_data.ingest.stage import ingest
 from dvtr_data.synth.presets import generate
 from dvtr_data.synth.simulated import simulated_captions
 from dvtr_data.testing.labelstudio import FakeSDK, FakeServer
+from dvtr_data.testing.moments import TINY_CLIP
 
 LOCAL = Connection("http://127.0.0.1:8080", "0123456789abcdef0123456789abcdef01234567", local=True)
 TINY = {"hidden_dim": 32, "nheads": 4, "dim_feedforward": 64, "enc_layers": 1, "dec_layers": 1,

@@ -1,5 +1,6 @@
-"""A hand-made dataset of two generated-looking flights (tables, placeholder videos, truth JSON) for the moment
-tests: a 200 s flight (two 100 s segments) and a 61 s flight of odd duration, at 10 fps. No video is decoded."""
+"""Moment test helpers: a hand-made dataset of two generated-looking flights (tables, placeholder videos, truth
+JSON): a 200 s flight (two 100 s segments) and a 61 s flight of odd duration, at 10 fps, no video decoded; and
+an inline tiny open_clip config (random weights) for feature tests."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from dvtr_data.schemas import schema_of
 from dvtr_data.synth.simulated import TRUTH_FORMAT
 
 T0 = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+TINY_CLIP = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
 FPS = 10.0
 # (flight id, duration s, maneuver segments as (start s, end s, caption, objects), visible runs (start s, end s, classes))
 FLIGHTS = {
