@@ -556,3 +556,19 @@ def test_serve_says_when_the_dataset_moved_since_push(tmp_path):
         with pytest.raises(ServiceError, match="in use"):
             start_server(ds.root, port=busy.getsockname()[1], say=said.append, install=False)
     assert any("/old/place/clips" in s and "annotate push" in s and "404" in s for s in said)
+
+
+def test_precaption_with_a_hostile_checkpoint_exits_6_without_the_unsafe_advice(tmp_path):
+    import torch
+
+    from dvtr_data.testing.precaption import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", ["red"])
+    marker = tmp_path / "pwned"
+    weights = tmp_path / "hostile.pt"
+    torch.save({"state_dict": Payload(marker)}, weights)
+    result = invoke("precaption", "-d", str(ds.root), "--model", "ViT-S-32-alt", "--checkpoint", str(weights),
+                    "--device", "cpu", "--top-tags", "0")
+    assert result.exit_code == 6, result.output
+    line = one_error_line(result)
+    assert "checkpoint unreadable" in line and "weights_only" not in result.output and not marker.exists()

@@ -5,7 +5,7 @@ Spec: ``shared/design/methods.md`` section 2. Quickstart::
     from dvtr_data.baselines.amfmn import AMFMN, Vocabulary, load_released_state_dict
     vocab = Vocabulary.load("vocab/rsitmd_splits_vocab.json")
     model = AMFMN("soft_att", vocab.size)
-    load_released_state_dict(model, torch.load("AMFMN_best.pth.tar")["model"])
+    load_released_state_dict(model, torch.load("AMFMN_best.pth.tar", weights_only=True)["model"])
     scores = model(images, token_ids)  # [images, captions] cosine
 
 In the engine: ``"family": "amfmn"`` in a baseline config (``configs/amfmn*.json``), see ``family.py``.

@@ -511,8 +511,11 @@ def build_encoder(plan: EncoderPlan) -> ClipEncoder:
     except Exception as exc:
         text = " ".join(str(exc).split())
         if "weights_only" in text.lower() or "unpickl" in text.lower():
-            raise ModelError(f"{weights_file}: refused to load: the file holds more than tensors ({text[:200]})",
-                             hint="export a plain state_dict (torch.save(model.state_dict(), path))") from exc
+            # PyTorch's own message advises loading with weights_only=False, which would run the file's payload:
+            # never repeated (issue 11, item 13)
+            raise ModelError(f"checkpoint unreadable: {weights_file}: refused to load: the file holds objects other "
+                             "than tensors, and loading it could run code",
+                             hint="export a plain state_dict (torch.save(model.state_dict(), path))") from None
         if weights_file:
             raise ModelError(f"{weights_file}: these weights do not fit model config {arch} ({text[:240]})",
                              hint="pass the --model the weights were trained with") from exc
