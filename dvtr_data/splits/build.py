@@ -85,6 +85,8 @@ class SplitConfig:
             raise UsageError(f"--glue-cap must be at least 2 clips; got {self.glue_cap}")
         if not 0 < self.text_threshold <= 100:
             raise UsageError(f"--text-threshold must be in (0, 100]; got {self.text_threshold}")
+        if self.seed < 0:  # numpy's generators refuse negative seeds: one rule for every command's --seed
+            raise UsageError(f"--seed must be >= 0; got {self.seed}")
         if not 0 <= self.tolerance <= 1:
             raise UsageError("--tolerance must be in [0, 1]")
         return self
