@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dvtr_data import __version__
 from dvtr_data.cli.common import (
@@ -78,9 +79,9 @@ def synth_cmd(
 
     with progress_bars("synth") as reporter:
         paths = generate(out_dir, preset=preset, seed=seed, backdrop=backdrop, progress=reporter.callback("frames"))
-    out.print(f"wrote {len(paths)} simulated flights to {out_dir}")
+    out.print(f"wrote {len(paths)} simulated flights to {out_dir}", highlight=False, markup=False)
     for p in paths:
-        out.print(f"  {p.name}")
+        out.print(f"  {p.name}", highlight=False, markup=False)
 
 
 @command("ingest")
@@ -139,13 +140,13 @@ def ingest_cmd(
         report = ingest(flights, dataset, config, workers=workers, executor=run_on, stall_timeout=stall_timeout, reporter=reporter, force=force,
                         meta=FlightMeta(licence, owner, private_location))
     for problem in report.input_problems:  # flight errors were printed as they happened
-        err.print(f"failed: {problem}", highlight=False, soft_wrap=True)
+        err.print(f"failed: {problem}", highlight=False, markup=False, soft_wrap=True)
     out.print(
         f"ingested {report.flights_done} flight(s), skipped {report.flights_skipped} up to date, "
         f"{report.flights_failed} failed" + (f", {report.duplicates} duplicate(s)" if report.duplicates else "")
         + f"; {report.clips_new} clip(s) " + ("written" if cut else "catalogued (spans only, no files: --no-cut)")
         + f". Log: {report.log_path}",
-        highlight=False,
+        highlight=False, markup=False,
     )
     if not report.ok:
         raise PartialFailure(f"{len(report.errors)} input(s) failed; see {report.log_path}")
@@ -165,19 +166,19 @@ def info_cmd(dataset: DatasetOpt) -> None:
 
 
 def print_inventory(inv: Any) -> None:
-    table = Table(title=f"dataset {inv.name} ({inv.root})", show_header=False)
+    table = Table(title=Text(f"dataset {inv.name} ({inv.root})"), show_header=False)  # user text: never markup
     table.add_row("flights", f"{inv.flights} ({inv.flights_failed} failed), {inv.flight_hours * 60:.1f} min of video")
     table.add_row("clips", f"{inv.clips} ({inv.clips_with_file} with a file, {inv.clips_failed} failed), {inv.clip_hours * 60:.1f} min")
-    table.add_row("QC", ", ".join(f"{k} {v}" for k, v in sorted(inv.qc.items())) or "-")
+    table.add_row("QC", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.qc.items())) or "-"))
     if inv.qc_reasons:
-        table.add_row("rejected for", ", ".join(f"{k} {v}" for k, v in sorted(inv.qc_reasons.items())))
-    table.add_row("camera", ", ".join(f"{k} {v}" for k, v in sorted(inv.motion.items())) or "-")
+        table.add_row("rejected for", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.qc_reasons.items()))))
+    table.add_row("camera", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.motion.items())) or "-"))
     table.add_row("clips with GPS", str(inv.with_telemetry))
-    table.add_row("tables", ", ".join(f"{k} {v} rows" for k, v in inv.tables.items()) or "-")
+    table.add_row("tables", Text(", ".join(f"{k} {v} rows" for k, v in inv.tables.items()) or "-"))
     table.add_row("flight warnings", str(inv.warnings))
     out.print(table)
     for name, error in inv.flight_errors:
-        out.print(f"  failed flight {name}: {error}", highlight=False, soft_wrap=True)
+        out.print(f"  failed flight {name}: {error}", highlight=False, markup=False, soft_wrap=True)
 
 
 @command("demo")
@@ -194,7 +195,7 @@ def demo_cmd(
     from dvtr_data.inventory import inventory
 
     def say(msg: str) -> None:
-        out.print(f"[bold cyan]==>[/] {msg}", highlight=False)
+        out.print(Text.assemble(("==> ", "bold cyan"), msg), highlight=False)
 
     result = run_demo(out_dir, seed=seed, say=say)
     if result.annotation is not None:
