@@ -3,7 +3,8 @@
 Flags (stored in ``captions.flags``): ``empty``, ``too_short`` (fewer than ``min_words`` words), ``duplicate``
 (the same words as an earlier caption of the same clip), ``unchanged_draft`` (the pre-caption submitted as is:
 over-reliance on drafts is the known failure of assisted captioning), ``non_language`` (keyboard mashing, numbers,
-one letter repeated). All five block ``accepted``.
+one letter repeated). All five block ``accepted``, and so does ``deleted_in_labelstudio`` (set by `pull` on a row
+whose task or annotation was deleted in Label Studio: deleted means out of splits and exports, though the row is kept).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from rapidfuzz.distance import Levenshtein
 
 from dvtr_data.text import tokenize
 
-BLOCKING = frozenset({"empty", "too_short", "duplicate", "unchanged_draft", "non_language"})
+DELETED_FLAG = "deleted_in_labelstudio"
+BLOCKING = frozenset({"empty", "too_short", "duplicate", "unchanged_draft", "non_language", DELETED_FLAG})
 MIN_WORDS = 5
 
 # Words nearly every English sentence about a scene uses; a caption of several words with none of them is

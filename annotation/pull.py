@@ -2,8 +2,9 @@
 
 One row per caption area of every annotation (``caption_id = ls-p<project>-a<annotation>-<area>``), so a re-pull
 replaces rows in place: an edited annotation updates its rows, nothing is duplicated. Rows this project wrote
-earlier whose task or annotation has since been deleted in Label Studio are kept (flag ``deleted_in_labelstudio``):
-a pull never loses a caption. Rows other stages wrote (imports, other projects) are left exactly as they are.
+earlier whose task or annotation has since been deleted in Label Studio are kept (flag ``deleted_in_labelstudio``)
+but no longer accepted: a pull never loses a caption, yet a deletion takes the caption out of splits and exports.
+Rows other stages wrote (imports, other projects) are left exactly as they are.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from dvtr_data.schemas.records import CaptionRow
 from dvtr_data.text import strip_form_newline, tokenize
 
 SIMULATED_DOMAIN = "simulated.dvtr.invalid"
-DELETED_FLAG = "deleted_in_labelstudio"
+DELETED_FLAG = checks.DELETED_FLAG
 WRITER = "annotate"  # the writer of the caption rows this command makes (captions.parquet is shared)
 COMPARED = ("text", "status", "annotator", "origin", "lead_time_s", "updated_at", "draft_shown", "qc_choices", "category",
             "flags", "accepted", "ls_task_id", "guideline_version")
@@ -50,7 +51,9 @@ class PullReport:
     cancelled: int = 0
     flags: dict[str, int] = field(default_factory=dict)
     deleted_tasks: dict[int, str] = field(default_factory=dict)  # task id -> clip id
-    kept_deleted_rows: int = 0
+    kept_deleted_rows: int = 0  # rows of this project whose task or annotation is gone (kept, flagged, not accepted)
+    newly_deleted_rows: int = 0  # of those, the ones this pull found deleted (accepted or not before)
+    unaccepted_deleted_rows: int = 0  # of those, the ones that were accepted until this pull
     foreign_tasks: int = 0
     unknown_clips: list[str] = field(default_factory=list)
     log_path: Path | None = None
@@ -214,6 +217,7 @@ def _pull_locked(dataset: Dataset, conn: Connection, studio: Studio, min_words: 
             log.write("task_deleted", task_id=tid, clip_id=cid)
         log.write("summary", tasks=report.tasks, annotations=report.annotations, new=report.rows_new,
                   updated=report.rows_updated, unchanged=report.rows_unchanged, kept_deleted=report.kept_deleted_rows,
+                  newly_deleted=report.newly_deleted_rows, unaccepted_deleted=report.unaccepted_deleted_rows,
                   flags=report.flags)
     except ServiceError as exc:
         log.write("error", error=str(exc))
@@ -249,6 +253,10 @@ def _merge(dataset: Dataset, pid: int, fresh: list[dict[str, Any]], seen_tasks: 
         elif ours(row):
             if DELETED_FLAG not in (row["flags"] or []):
                 row["flags"] = [*(row["flags"] or []), DELETED_FLAG]
+                report.newly_deleted_rows += 1
+            if row["accepted"]:
+                report.unaccepted_deleted_rows += 1
+            row["accepted"] = False  # deleted in Label Studio: out of splits and exports, the row itself is kept
             if row["ls_task_id"] not in seen_tasks:
                 report.deleted_tasks.setdefault(int(row["ls_task_id"]), row["clip_id"])
             report.kept_deleted_rows += 1

@@ -381,6 +381,9 @@ def test_repull_updates_in_place_and_keeps_captions_of_deleted_tasks(tmp_path):
     rows = {r["clip_id"]: r for r in ds.read_table("captions").to_pylist()}
     assert gone.deleted_tasks == {tid: c2} and len(rows) == 2
     assert DELETED_FLAG in rows[c2]["flags"] and rows[c2]["text"].startswith("A truck")
+    # Kept, but deleted means out of splits and exports (issue 11 item 2): no longer accepted; the other clip's is.
+    assert rows[c2]["accepted"] is False and rows[c1]["accepted"] is True
+    assert (gone.kept_deleted_rows, gone.newly_deleted_rows, gone.unaccepted_deleted_rows) == (1, 1, 1)
 
 
 def test_pull_leaves_rows_of_other_stages_alone_and_flags_duplicates_against_them(tmp_path):

@@ -211,12 +211,17 @@ def pull_cmd(
         f"{report.skipped} skipped, {report.cancelled} cancelled; flags: {flags}",
         highlight=False, soft_wrap=True,
     )
-    if report.deleted_tasks:
-        tid, cid = next(iter(report.deleted_tasks.items()))
+    if report.kept_deleted_rows:
+        # Deleted means out of splits and exports: say how many rows that took out, and how many were new this pull.
+        where = ""
+        if report.deleted_tasks:
+            tid, cid = next(iter(report.deleted_tasks.items()))
+            where = (f" ({len(report.deleted_tasks)} task(s) deleted, e.g. task {tid}, clip {escape(cid)}; "
+                     "`dvtr-data annotate push` recreates the tasks)")
         err.print(
-            f"warning: {len(report.deleted_tasks)} task(s) were deleted in Label Studio (e.g. task {tid}, clip {escape(cid)}); "
-            f"their {report.kept_deleted_rows} caption row(s) are kept, flagged {DELETED_FLAG}. "
-            "Run `dvtr-data annotate push` to recreate the tasks.",
+            f"warning: {report.kept_deleted_rows} caption row(s) were deleted in Label Studio "
+            f"({report.newly_deleted_rows} found by this pull, {report.unaccepted_deleted_rows} of them accepted until now)"
+            f"{where}; they are kept, flagged {DELETED_FLAG}, and no longer accepted: out of splits and exports.",
             highlight=False, soft_wrap=True,
         )
     if report.foreign_tasks:

@@ -103,8 +103,8 @@ def _print_result(result: Any) -> None:
             table.add_row(split, *metric_row(res))
         out.print(table)
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
-    out.print(f"run {result.run_id}{best}: {result.run_dir}", highlight=False)
-    out.print(f"report: {result.report}", highlight=False)
+    out.print(f"run {result.run_id}{best}: {result.run_dir}", highlight=False, markup=False)
+    out.print(f"report: {result.report}", highlight=False, markup=False)
 
 
 def _run(
@@ -121,7 +121,7 @@ def _run(
         result = run_baseline(
             cfg, dataset, split_train=split_train, split_eval=[s for s in split_eval.split(",") if s.strip()],
             device=device, run_id=run_id, progress=_progress_callback(bar),
-            log=lambda msg: bar.console.print(msg, highlight=False, soft_wrap=True),
+            log=lambda msg: bar.console.print(msg, highlight=False, markup=False, soft_wrap=True),
         )
     _print_result(result)
 
@@ -203,10 +203,10 @@ def resume_cmd(
     with _progress() as bar:
         result = resume_run(
             dataset, run_id, device=device, progress=_progress_callback(bar),
-            log=lambda msg: bar.console.print(msg, highlight=False, soft_wrap=True),
+            log=lambda msg: bar.console.print(msg, highlight=False, markup=False, soft_wrap=True),
         )
     for msg in result.messages:
-        out.print(msg, highlight=False)
+        out.print(msg, highlight=False, markup=False)
     _print_result(result)
 
 
@@ -222,7 +222,7 @@ def list_cmd() -> None:
     for col in ("name", "mode", "epochs", "backbone", "description"):
         table.add_column(col, overflow="fold")
     for r in describe():
-        table.add_row(r["name"], r["mode"], str(r["epochs"]), r["backbone"], r["description"])
+        table.add_row(*(Text(str(r[k])) for k in ("name", "mode", "epochs", "backbone", "description")))
     out.print(table)
 
 
@@ -254,7 +254,7 @@ def table_cmd(
             title += f"; backbone {rows[0][col]}"
             header = header[:col] + header[col + 1 :]
             rows = [r[:col] + r[col + 1 :] for r in rows]
-        table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table = Table(title=Text(title), title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
         for h in header:
             if h.split()[-1] in ("R1", "R5", "R10", "MdR", "MnR"):
                 direction, metric = h.split()
@@ -306,7 +306,7 @@ def search_cmd(
 
     with _progress() as bar:
         result = search(dataset, run, query, top=top, device=device, store_dtype=store, progress=_progress_callback(bar))
-    table = Table(title=f"search: {query}", title_justify="left")
+    table = Table(title=Text(f"search: {query}"), title_justify="left")  # user text: never markup
     for col, just in (("rank", "right"), ("score", "right"), ("clip", "left"), ("flight", "left"), ("span in flight", "left")):
         table.add_column(col, justify=just)  # type: ignore[arg-type]
     for h in result.hits:

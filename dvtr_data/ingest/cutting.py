@@ -24,7 +24,12 @@ import av
 import numpy as np
 
 from dvtr_data.dataset import atomic_path
-from dvtr_data.errors import InputError
+from dvtr_data.errors import InputError, UsageError
+from dvtr_data.ingest.probe import main_video_stream
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+MAX_CRF = 51  # libx264's range for 8-bit output (the clip files are yuv420p)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,20 @@ class EncoderSettings:
     max_height: int = 720
     keyframes: int = 1  # JPEG keyframes per clip, evenly spaced (1 = the middle frame)
     jpeg_quality: int = 90
+
+    def check(self) -> None:
+        """Refuse settings libx264 or the JPEG writer would reject, before any flight is decoded (a bad value
+        used to fail every flight after its full decode pass; issue 11, item 12)."""
+        if not 0 <= self.crf <= MAX_CRF:
+            raise UsageError(f"--crf must be between 0 and {MAX_CRF} (lower is better), not {self.crf}")
+        if self.preset not in X264_PRESETS:
+            raise UsageError(f"unknown libx264 preset {self.preset!r}; choose from {', '.join(X264_PRESETS)}")
+        if self.max_height != 0 and self.max_height < 16:
+            raise UsageError(f"--max-height must be 0 (source size) or at least 16 pixels, not {self.max_height}")
+        if self.keyframes < 0:
+            raise UsageError(f"keyframes per clip cannot be negative, not {self.keyframes}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise UsageError(f"JPEG quality must be between 1 and 100, not {self.jpeg_quality}")
 
 
 @dataclass(frozen=True)
@@ -192,7 +211,7 @@ def cut_clips(
     decode_error: str | None = None
     try:
         with av.open(str(source)) as container:
-            stream = container.streams.video[0]
+            stream = main_video_stream(container)  # the one the probe chose
             stream.thread_type = "AUTO"
             frames = container.decode(stream)
             while i < last_needed:

@@ -2,6 +2,9 @@
 
 The probe demuxes every packet of the video stream (no decoding: fast) to count frames and check whether the frame
 rate is constant, then decodes the first frame to prove the stream is decodable and to read its rotation.
+
+A file may hold several video streams (a short preview or a thumbnail beside the recording): the main one is
+the longest, then the largest (`main_video_stream`); every stage that decodes the flight opens that same one.
 """
 
 from __future__ import annotations
@@ -14,7 +17,6 @@ import av
 import numpy as np
 
 from dvtr_data.errors import InputError
-
 
 # A frame rate is "variable" when frame durations spread by more than this share of the nominal duration.
 VFR_TOLERANCE = 0.15
@@ -39,6 +41,8 @@ class VideoProbe:
     has_audio: bool
     creation_time: str | None
     platform: str | None = None
+    stream_index: int = 0  # the container's index of the video stream used (`main_video_stream`)
+    video_streams: int = 1  # how many video streams the file has
 
     @property
     def fps_fraction(self) -> Fraction:
@@ -61,6 +65,31 @@ def _rotation_of(frame: av.VideoFrame) -> int:
     return int(round(-float(frame.rotation or 0))) % 360
 
 
+def _stream_length_s(stream: av.video.stream.VideoStream) -> float:
+    """A stream's length in seconds from its header (duration, else frames at its rate): no packet is read."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    if stream.frames and rate:
+        return float(stream.frames / rate)
+    return 0.0
+
+
+def main_video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The flight's video stream: the longest, then the largest, then the first.
+
+    Not simply the first: a file with a short, small stream first (a preview, a cover picture) would otherwise
+    be ingested as that stream while the recording is ignored (issue 11, item 15). The caller checks that the
+    container has a video stream.
+    """
+    def key(stream: av.video.stream.VideoStream) -> tuple[float, int, int]:
+        ctx = stream.codec_context
+        area = (ctx.width or 0) * (ctx.height or 0) if ctx is not None else 0
+        return (_stream_length_s(stream), area, -stream.index)
+
+    return max(container.streams.video, key=key)
+
+
 def probe_video(path: Path) -> VideoProbe:
     """Probe ``path``; raise `InputError` with a one-line reason when it is not a usable video."""
     path = Path(path)
@@ -78,7 +107,7 @@ def probe_video(path: Path) -> VideoProbe:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
             raise InputError(f"{path}: no video stream (streams: {', '.join(kinds)})")
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)
         codec_ctx = stream.codec_context
         codec = codec_ctx.name if codec_ctx is not None else "unknown"
         if codec_ctx is None or not _has_decoder(codec):
@@ -147,6 +176,8 @@ def probe_video(path: Path) -> VideoProbe:
             has_audio=has_audio,
             creation_time=creation,
             platform=platform,
+            stream_index=stream.index,
+            video_streams=len(container.streams.video),
         )
 
 

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from dvtr_data.errors import InputError
+from dvtr_data.ingest.probe import main_video_stream
 from dvtr_data.ingest.shots import CutFinder, detection_size
 from dvtr_data.ingest.transitions import Transition, TransitionFinder, TransitionRule
 
@@ -139,7 +140,7 @@ def scan_flight(
     except av.FFmpegError as exc:
         raise InputError(f"{path}: cannot open for decoding ({exc})") from exc
     with container:
-        stream = container.streams.video[0]
+        stream = main_video_stream(container)  # the one the probe chose
         stream.thread_type = "AUTO"
         tb = float(stream.time_base or 0)
         for item in _decoded(container, stream, sharp_every):

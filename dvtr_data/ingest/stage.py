@@ -13,9 +13,12 @@ redone flight overwrites its own clip files (ids are deterministic) and removes 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -29,9 +32,9 @@ import pyarrow.parquet as pq
 
 from dvtr_data import __version__
 from dvtr_data.ingest.cutting import ClipSpec, EncoderSettings, cut_clips, output_size, remove_stale_files
-from dvtr_data.dataset import Dataset, write_parquet
+from dvtr_data.dataset import Dataset, atomic_write_bytes, write_parquet
 from dvtr_data.ingest.discover import FlightSource, discover
-from dvtr_data.errors import InputError, UsageError
+from dvtr_data.errors import DatasetError, InputError, UsageError
 from dvtr_data.engine import Executor, Outcome, make_executor
 from dvtr_data.hashing import sha256_file
 from dvtr_data.lineage import record_lineage
@@ -82,8 +85,7 @@ class IngestConfig:
         self.window.check()
         self.transitions.check()
         self.qc.check()
-        if self.encoder.max_height and self.encoder.max_height < 16:
-            raise UsageError("--max-height must be at least 16 pixels")
+        self.encoder.check()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,7 +180,7 @@ def _flight_row(job: FlightJob, **values: Any) -> dict[str, Any]:
 
 
 def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str], *, video: Path, duration_s: float,
-                    n_frames: int, cfg: IngestConfig):
+                    n_frames: int, cfg: IngestConfig, beat: Callable[[], None] | None = None):
     """The flight's telemetry: the sidecar when it belongs to the video, else what the video embeds.
 
     A sidecar whose duration, start or frame count does not match the video within the tolerance of
@@ -190,7 +192,8 @@ def _load_telemetry(sidecar: str | None, fps: float, warnings: list[str], *, vid
         return _embedded_telemetry(video, warnings)
     name = Path(sidecar).name
     try:
-        tel = parse_srt(Path(sidecar), fps=fps)
+        # beats while parsing: a huge sidecar takes a while, and that is no stalled decoder (issue 11, item 8)
+        tel = parse_srt(Path(sidecar), fps=fps, progress=(lambda _d, _t: beat()) if beat else None)
     except Exception as exc:  # a malformed sidecar is a warning on the flight, never a failure
         warnings.append(f"sidecar {name}: unreadable ({' '.join(str(exc).split())[:160]})")
         return None
@@ -272,6 +275,9 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
         warnings.append("variable frame rate: clip times follow the source timestamps; clip files are re-timed to constant frame rate")
     if probe.rotation:
         warnings.append(f"rotated {probe.rotation} degrees: clip files are turned upright")
+    if probe.video_streams > 1:
+        warnings.append(f"{probe.video_streams} video streams: the longest, largest one (stream {probe.stream_index}, "
+                        f"{probe.width}x{probe.height}, {probe.duration_s:.1f} s) is used, the others are ignored")
     fps = probe.fps_fraction
     total_work = probe.n_frames * (2 if cfg.cut else 1)
 
@@ -302,7 +308,7 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
 
     duration_s = cast(float, base["duration_s"])
     tel = _load_telemetry(job.sidecar, probe.fps, warnings, video=path, duration_s=duration_s,
-                          n_frames=scan.n_frames, cfg=cfg)
+                          n_frames=scan.n_frames, cfg=cfg, beat=lambda: beat_scan(probe.n_frames, total_work))
     events: list[tuple[int, str]] = []
     if tel is not None and cfg.split_at_events:
         try:
@@ -509,6 +515,14 @@ class PartStore:
         return f, c
 
 
+def check_run_options(workers: int | None, stall_timeout: float) -> None:
+    """How the flights run, checked before any work: a bad value is exit 2, not a failure per flight."""
+    if workers is not None and workers < 0:
+        raise UsageError(f"--workers must be 0 (in-process) or more, not {workers}")
+    if not stall_timeout > 0:  # NaN fails this too; infinity (never stop a flight) is allowed
+        raise UsageError(f"--stall-timeout must be a positive number of seconds, not {stall_timeout}")
+
+
 def ingest(
     inputs: list[Path],
     dataset_dir: Path,
@@ -530,15 +544,45 @@ def ingest(
     config = config or IngestConfig()
     meta = meta or FlightMeta()
     config.check()
-    sources, problems = discover([Path(p) for p in inputs])
+    check_run_options(workers, stall_timeout)
+    notes: list[str] = []  # dataset folders among the inputs, skipped (issue 11, item 4)
+    sources, problems = discover([Path(p) for p in inputs], exclude=[Path(dataset_dir)], notes=notes)
     if not sources and problems:
-        raise UsageError("; ".join(problems))
+        raise UsageError("; ".join([*problems, *notes]))
     if not sources:
-        raise UsageError(f"no video files found in {', '.join(map(str, inputs))}")
-    dataset = Dataset(dataset_dir).create()
-    with dataset.writing(WRITER):
-        return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor, stall_timeout,
-                              as_reporter(reporter, "ingest"), force)
+        raise UsageError(f"no video files found in {', '.join(map(str, inputs))}" + "".join(f"; {n}" for n in notes))
+    try:
+        dataset = Dataset(dataset_dir).create()
+        with dataset.writing(WRITER):
+            return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor, stall_timeout,
+                                  as_reporter(reporter, "ingest"), force, notes)
+    except OSError as exc:
+        if exc.errno in DISK_FULL:
+            raise disk_full_error(Path(dataset_dir), exc) from None
+        raise
+
+
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def disk_full_error(dataset_dir: Path, exc: OSError) -> DatasetError:
+    """One line naming the full disk (exit 4), for a write that failed for want of space.
+
+    Without it a full disk was an internal error (exit 70), and the run log's own write failing on the way out
+    made it two (issue 11, item 10). What was committed before stays: re-running resumes.
+    """
+    where = Path(exc.filename) if exc.filename else dataset_dir
+    mount = where if where.is_dir() else where.parent
+    while not mount.exists() and mount != mount.parent:
+        mount = mount.parent
+    free = ""
+    try:
+        free = f", {shutil.disk_usage(mount).free / 1e6:.0f} MB free"
+    except OSError:
+        pass
+    what = "disk quota exceeded" if exc.errno == errno.EDQUOT else "disk full"
+    return DatasetError(f"{what}: no space left to write {where} (the disk holding {mount}{free}); "
+                        "free some space and run the same command again: it resumes")
 
 
 def _ingest_locked(
@@ -553,6 +597,7 @@ def _ingest_locked(
     stall_timeout: float,
     rep: Reporter,
     force: bool,
+    notes: list[str] | None = None,
 ) -> IngestReport:
     store = PartStore(dataset)
     report = IngestReport(flights_total=len(sources), errors=list(problems), input_problems=list(problems), dataset=dataset.root)
@@ -562,17 +607,33 @@ def _ingest_locked(
     log.write("start", inputs=[str(p) for p in inputs], settings=config.as_dict(), settings_hash=settings, tool_version=__version__)
     for problem in problems:
         log.write("input_error", error=problem)
+    for note in notes or []:
+        report.warnings.append(note)
+        log.write("input_skipped", note=note)
+        rep.warning(note)
 
     committed = {row["source_path"]: row for row in store.flights()}
-    jobs: list[FlightJob] = []
-    job_sources: list[FlightSource] = []
+    stats: dict[Path, tuple[int, int]] = {}
     for src in sources:
         try:
             st = src.video.stat()
         except OSError as exc:
             st = None
             log.write("stat_error", path=str(src.video), error=str(exc))
-        size, mtime = (st.st_size, st.st_mtime_ns) if st else (0, 0)
+        stats[src.video] = (st.st_size, st.st_mtime_ns) if st else (0, 0)
+    holders = _content_holders(store, committed, sources, stats, log)
+    jobs: list[FlightJob] = []
+    job_sources: list[FlightSource] = []
+    for src in sources:
+        size, mtime = stats[src.video]
+        holder = holders.get(src.video)
+        if holder is not None:  # same bytes as a flight already ingested or ingested first: never re-cut
+            msg = f"{src.video}: same content as {holder}; ingested once"
+            report.warnings.append(msg)
+            report.duplicates += 1
+            log.write("duplicate", path=str(src.video), same_as=str(holder))
+            rep.warning(msg)
+            continue
         prev = committed.get(str(src.video))
         if (
             not force
@@ -589,7 +650,7 @@ def _ingest_locked(
             continue
         jobs.append(FlightJob(str(src.video), str(src.sidecar) if src.sidecar else None, str(dataset.root), config, size, mtime))
         job_sources.append(src)
-    counter = rep.counter("flights", len(sources), "flights", done=report.flights_skipped)
+    counter = rep.counter("flights", len(sources), "flights", done=report.flights_skipped + report.duplicates)
 
     executor = executor or make_executor(workers, stall_timeout)
     seen_ids: dict[str, str] = {}
@@ -647,6 +708,75 @@ def _ingest_locked(
     finally:
         log.close()
     return report
+
+
+HASHES_FILE = "hashes.json"  # under the parts folder: (size, mtime) -> content hash of files hashed here
+
+
+def _content_holders(store: PartStore, committed: dict[str, dict[str, Any]], sources: list[FlightSource],
+                     stats: dict[Path, tuple[int, int]], log: RunLog) -> dict[Path, Path]:
+    """Every source that is a duplicate (same bytes as another file), mapped to the file that holds its flight.
+
+    Resume is keyed by path, but a flight is its content: without this, a second name of an ingested file was
+    re-ingested and re-cut on every run and the flight's ``source_path`` flipped between the names (issue 11,
+    item 3). The holder is the name already ingested (when that file is still there, unchanged), else the first
+    name in discovery order, so the answer is the same on every run. Only files whose size equals another
+    source's or an ingested flight's are hashed here; their hashes are kept in ``hashes.json`` keyed by (size,
+    mtime), so a later run reads no file twice.
+    """
+    ok = [r for r in committed.values() if r["status"] == "ok" and r.get("content_hash")]
+    size_of = {str(r["source_path"]): int(r["size_bytes"] or 0) for r in ok}  # one entry per path
+    size_of.update((str(path), size) for path, (size, _) in stats.items())
+    shared = {size for size, n in Counter(size_of.values()).items() if size and n > 1}
+    cache_path = store.dir / HASHES_FILE
+    try:
+        cache: dict[str, list] = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    except (OSError, ValueError):
+        cache = {}
+    fresh: dict[str, list] = {}
+
+    def content_of(path: Path, size: int, mtime: int) -> str | None:
+        prev = committed.get(str(path))
+        if (prev is not None and prev["status"] == "ok" and prev.get("content_hash")
+                and (prev["size_bytes"], prev["mtime_ns"]) == (size, mtime)):
+            return str(prev["content_hash"])
+        if size not in shared:
+            return None
+        hit = cache.get(str(path))
+        if hit and hit[0] == size and hit[1] == mtime:
+            fresh[str(path)] = hit
+            return str(hit[2])
+        try:
+            digest = sha256_file(path)
+        except OSError:
+            return None  # the worker reports the unreadable file
+        fresh[str(path)] = [size, mtime, digest]
+        return digest
+
+    holder_of: dict[str, Path] = {}
+    for row in ok:  # the ingested name keeps its flight while that file is there, unchanged
+        path = Path(row["source_path"])
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if (st.st_size, st.st_mtime_ns) == (row["size_bytes"], row["mtime_ns"]):
+            holder_of.setdefault(str(row["content_hash"]), path)
+    duplicates: dict[Path, Path] = {}
+    for src in sources:
+        digest = content_of(src.video, *stats[src.video])
+        if digest is None:
+            continue
+        holder = holder_of.setdefault(digest, src.video)
+        if holder != src.video:
+            duplicates[src.video] = holder
+    if fresh != cache:
+        try:
+            store.dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(cache_path, json.dumps(fresh, sort_keys=True).encode())
+        except OSError as exc:  # a cache: losing it costs a re-hash next run, nothing else
+            log.write("hash_cache_error", error=str(exc))
+    return duplicates
 
 
 def _record_lineage(dataset: Dataset, clips: pa.Table, report: IngestReport, rep: Reporter, log: RunLog) -> None:

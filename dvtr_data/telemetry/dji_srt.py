@@ -18,6 +18,10 @@ Mavic Pro, Mavic Mini, Matrice). The families differ in everything that matters:
 Fields are read by name wherever they appear, so a file that mixes families still yields what it carries.
 Nothing in a file's content raises: problems become ``Telemetry.warnings``. Only a file that cannot be read at
 all raises `dvtr_data.errors.InputError`.
+
+Memory: a file above `STREAM_ABOVE` bytes is read line by line and each cue is parsed as soon as it ends, so the
+peak is the cues kept, not the file's text several times over (a 565 MB sidecar once peaked at 5.6 GB); identical
+camera field sets are shared between cues for the same reason. Those files are split by the tolerant reader.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
@@ -206,12 +211,29 @@ class _Issues:
         return out
 
 
-def parse_srt(source: str | os.PathLike | bytes, *, fps: float | None = None) -> Telemetry:
+# Files larger than this are streamed (see the module docstring); smaller ones are read whole and split by the
+# srt library when they are strict SubRip. A module constant so that tests can stream small files.
+STREAM_ABOVE = 16 * 1024 * 1024
+_MAX_LINE = 1 << 20  # a longer "line" (no newline in a megabyte: not telemetry) is read in pieces
+_PROGRESS_EVERY = 2048  # cues between two progress calls
+
+Progress = Callable[[int, int], None]
+# Values that often stay the same from one cue to the next (a per-frame file repeats them 30 times a second)
+_SHARED_VALUES = ("rel_alt", "abs_alt", "baro_alt", "gimbal_pitch", "gimbal_yaw", "gimbal_roll", "aircraft_yaw",
+                  "aircraft_pitch", "aircraft_roll", "speed_h", "speed_v", "home_lat", "home_lon", "home_alt", "lat",
+                  "lon", "distance_m")
+
+
+def parse_srt(
+    source: str | os.PathLike | bytes, *, fps: float | None = None, progress: Progress | None = None
+) -> Telemetry:
     """Parse a DJI SRT sidecar. ``source`` is a path (``str`` or ``Path``) or the file's bytes.
 
     ``fps`` is the video's frame rate; it is only needed to derive cue times for a file that has neither
     timecodes nor timestamps but does have frame counters. Malformed content never raises (see ``warnings``);
-    a path that cannot be read raises `InputError`.
+    a path that cannot be read raises `InputError`. ``progress(done, total)`` is called every few thousand cues
+    (bytes read of the file's size when streaming, cues otherwise): ingest forwards it as a heartbeat, so that
+    parsing a huge sidecar never looks like a stalled decoder.
     """
     where: str | None = None
     fps = float(fps) if fps else None
@@ -221,40 +243,68 @@ def parse_srt(source: str | os.PathLike | bytes, *, fps: float | None = None) ->
         path = Path(source)
         where = str(path)
         try:
+            size = path.stat().st_size
+            if size > STREAM_ABOVE:
+                return _parse_stream(path, fps, progress)
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read telemetry file {path}: {exc.strerror or exc}") from exc
 
     issues = _Issues()
     text = _decode(data, issues)
+    del data
     if text is None or not text.strip():
         if text is not None:
             issues.file.append("the file is empty")
-        return Telemetry(
-            cues=[],
-            layout="binary" if text is None else "empty",
-            warnings=issues.messages(),
-            fps=fps,
-            source=where,
-        )
-
+        return _empty(text is None, issues, fps, where)
     raw = _split_cues(text, issues)
-    cues, present = [], []
+    del text
+    total = len(raw)
+    return _finish(raw, issues, fps, where, lambda done: progress(done, total) if progress else None)
+
+
+def _empty(binary: bool, issues: _Issues, fps: float | None, where: str | None) -> Telemetry:
+    return Telemetry(cues=[], layout="binary" if binary else "empty", warnings=issues.messages(), fps=fps, source=where)
+
+
+def _finish(
+    raw: Iterable[tuple[int | None, float | None, float | None, str]], issues: _Issues, fps: float | None,
+    where: str | None, beat: Callable[[int], None],
+) -> Telemetry:
+    """Parse each cue as it comes (``raw`` may be a generator over a file being read) and summarise the file.
+
+    Only the parsed cues are kept: bodies are dropped once parsed (the first 50 are kept to name the layout),
+    equal camera field sets and equal field-group sets are one shared object each.
+    """
+    cues: list[TelemetryCue] = []
+    present: list[frozenset[str]] = []
+    sample: list[str] = []
+    shared_sets: dict[frozenset[str], frozenset[str]] = {}
+    prev = TelemetryCue()
     for number, (index, start_s, end_s, body) in enumerate(raw, start=1):
         cue, has = _parse_body(body, index, start_s, end_s, number, issues)
+        if cue.camera == prev.camera:
+            cue.camera = prev.camera  # the same settings as the cue before: one dict for the run of them
+        for name in _SHARED_VALUES:  # a value equal to the cue before's is that same (immutable) float
+            value = getattr(cue, name)
+            if value is not None and value == getattr(prev, name):
+                setattr(cue, name, getattr(prev, name))
+        prev = cue
         cues.append(cue)
-        present.append(has)
+        present.append(shared_sets.setdefault(has, has))
+        if len(sample) < 50:
+            sample.append(body)
+        if number % _PROGRESS_EVERY == 0:
+            beat(number)
+    beat(len(cues))
     if not cues:
         issues.file.append("no telemetry cues found")
     _check_consistency(cues, present, issues)
+    del present
 
     tel = Telemetry(
         cues=cues,
-        layout=(
-            _detect_layout([b for *_, b in raw], any(c.start_s is not None for c in cues))
-            if cues
-            else "empty"
-        ),
+        layout=_detect_layout(sample, any(c.start_s is not None for c in cues)) if cues else "empty",
         fps=fps,
         source=where,
     )
@@ -269,6 +319,75 @@ def parse_srt(source: str | os.PathLike | bytes, *, fps: float | None = None) ->
     if tel.layout == "unknown":
         issues.file.append("unrecognised SRT layout: fields were read by name where possible")
     tel.warnings = issues.messages()
+    return tel
+
+
+def _parse_stream(path: Path, fps: float | None, progress: Progress | None) -> Telemetry:
+    """A large file, read line by line: the same checks as `_decode` on its head and on every line, the
+    tolerant splitter, each cue parsed as soon as it ends (see `_finish`)."""
+    issues = _Issues()
+    where = str(path)
+    total = path.stat().st_size
+    with path.open("rb") as fh:
+        head = fh.read(8192)
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: rare, read whole as before
+            fh.seek(0)
+            text = _decode(fh.read(), issues)
+            raw: Iterable[tuple[int | None, float | None, float | None, str]] = _split_cues(text or "", issues)
+            return _finish(raw, issues, fps, where, lambda done: None)
+        bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+        control = sum(1 for b in head[bom:] if b < 9 or 13 < b < 32)
+        if head[bom:] and control > 0.1 * len(head[bom:]):
+            issues.file.append("not a text file (binary content): no telemetry read")
+            return _empty(True, issues, fps, where)
+        fh.seek(bom)
+        state = {"replaced": 0, "nul": False, "arrow": False, "any": False}
+
+        def lines() -> Iterator[str]:
+            pending_cr = False
+            while True:
+                chunk = fh.readline(_MAX_LINE)
+                if not chunk:
+                    return
+                try:
+                    text = chunk.decode("utf-8")
+                except UnicodeDecodeError:
+                    text = chunk.decode("utf-8", errors="replace")
+                    state["replaced"] += text.count("\ufffd")
+                if "\x00" in text:
+                    text = text.replace("\x00", "")
+                    state["nul"] = True
+                if pending_cr and text.startswith("\n"):
+                    text = text[1:]  # the "\n" of a "\r\n" split at a piece boundary
+                pending_cr = text.endswith("\r")
+                parts = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+                if parts and parts[-1] == "":
+                    parts.pop()
+                for line in parts:
+                    if line.strip():
+                        state["any"] = True
+                        if "-->" in line:
+                            state["arrow"] = True
+                    yield line
+
+        def beat(_done: int) -> None:
+            if progress:
+                progress(fh.tell(), total)
+
+        raw = _split_by_hand(lines(), issues)
+        tel = _finish(raw, issues, fps, where, beat)
+    notes = []
+    if state["replaced"]:
+        notes.append(f"not valid UTF-8: {state['replaced']} undecodable byte(s) replaced")
+    if state["nul"]:
+        notes.append("NUL bytes in the file were dropped")
+    if not state["any"]:
+        notes.append("the file is empty")
+    elif not state["arrow"]:
+        notes.append("no '-->' timecode lines: cues split by the tolerant reader, times derived")
+    tel.warnings = notes + tel.warnings
+    if not state["any"]:
+        tel.layout = "empty"
     return tel
 
 
@@ -304,48 +423,76 @@ def _split_cues(text: str, issues: _Issues) -> list[tuple[int | None, float | No
             issues.file.append(f"not strict SubRip ({type(exc).__name__}); cues split by the tolerant reader")
         else:
             issues.file.append("no '-->' timecode lines: cues split by the tolerant reader, times derived")
-    return _split_by_hand(text, issues)
+    return list(_split_by_hand(text.split("\n"), issues))
 
 
-def _split_by_hand(text: str, issues: _Issues) -> list[tuple[int | None, float | None, float | None, str]]:
+def _split_by_hand(
+    lines: Iterable[str], issues: _Issues
+) -> Iterator[tuple[int | None, float | None, float | None, str]]:
     # Hand-written because the srt library rejects the whole file when a cue has no timecode line
     # (mavic_2_style), a cue is cut mid-way, or garbage sits between cues; here a cue starts at a bare number
     # after a blank line (or right before a timecode) and at any timecode line, and everything up to the next
-    # start is its body.
-    lines = text.split("\n")
-    cues: list[list] = []  # [index, start_s, end_s, body_lines]
+    # start is its body. A generator over lines (two lines of look-ahead): a streamed file is never held whole.
+    ahead: deque[str] = deque()
+    source = iter(lines)
+
+    def fill() -> None:
+        while len(ahead) < 3:
+            nxt_line = next(source, None)
+            if nxt_line is None:
+                return
+            ahead.append(nxt_line)
+
+    current: list | None = None  # [index, start_s, end_s, body_lines]
+    emitted = 0
     stray = 0
     blank_before = True
-    for i, line in enumerate(lines):
+
+    def finish(cue: list) -> tuple[int | None, float | None, float | None, str] | None:
+        index, start_s, end_s, body = cue
+        if not body and start_s is None:
+            issues.cue("cue with neither timecode nor content dropped", index if index is not None else emitted + 1)
+            return None
+        return (index, start_s, end_s, "\n".join(body))
+
+    fill()
+    while ahead:
+        line = ahead.popleft()
+        fill()
         s = line.strip().lstrip("\ufeff")
         if not s:
             blank_before = True
             continue
-        nxt = next((n.strip() for n in lines[i + 1 : i + 3] if n.strip()), "")
-        if s.isdigit() and (blank_before or not cues or _ARROW_RE.match(nxt)):
-            cues.append([int(s), None, None, []])
+        nxt = next((n.strip() for n in list(ahead)[:2] if n.strip()), "")
+        started: list | None = None
+        if s.isdigit() and (blank_before or current is None or _ARROW_RE.match(nxt)):
+            started = [int(s), None, None, []]
         elif "-->" in s and _ARROW_RE.match(s):
             left, _, right = s.partition("-->")
-            if not cues or cues[-1][1] is not None or cues[-1][3]:
-                cues.append([None, None, None, []])
-            cues[-1][1] = _timecode_s(left)
-            cues[-1][2] = _timecode_s(right)
-        elif cues:
-            cues[-1][3].append(line)
+            if current is None or current[1] is not None or current[3]:
+                started = [None, None, None, []]
+            target = started if started is not None else current
+            assert target is not None  # one of the two: a new cue, or the current one still without a timecode
+            target[1] = _timecode_s(left)
+            target[2] = _timecode_s(right)
+        elif current is not None:
+            current[3].append(line)
         else:
             stray += 1
+        if started is not None:
+            if current is not None:
+                done = finish(current)
+                if done is not None:
+                    emitted += 1
+                    yield done
+            current = started
         blank_before = False
+    if current is not None:
+        done = finish(current)
+        if done is not None:
+            yield done
     if stray:
         issues.file.append(f"{stray} line(s) before the first cue ignored")
-    out = []
-    for index, start_s, end_s, body in cues:
-        if not body and start_s is None:
-            issues.cue(
-                "cue with neither timecode nor content dropped", index if index is not None else len(out) + 1
-            )
-            continue
-        out.append((index, start_s, end_s, "\n".join(body)))
-    return out
 
 
 def _timecode_s(text: str) -> float | None:
