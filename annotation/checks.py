@@ -15,10 +15,11 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from dvtr_data.text import tokenize
+from dvtr_data.text import has_control_chars, tokenize
 
 DELETED_FLAG = "deleted_in_labelstudio"
-BLOCKING = frozenset({"empty", "too_short", "duplicate", "unchanged_draft", "non_language", DELETED_FLAG})
+CONTROL_FLAG = "control_chars"  # NUL, ANSI escapes, bidi overrides: see `dvtr_data.text.has_control_chars`
+BLOCKING = frozenset({"empty", "too_short", "duplicate", "unchanged_draft", "non_language", DELETED_FLAG, CONTROL_FLAG})
 MIN_WORDS = 5
 
 # Words nearly every English sentence about a scene uses; a caption of several words with none of them is
@@ -76,6 +77,8 @@ def caption_flags(text: str, tokens: list[str], draft: str | None, *, min_words:
         flags.append("unchanged_draft")
     if is_non_language(text, tokens):
         flags.append("non_language")
+    if has_control_chars(text):
+        flags.append(CONTROL_FLAG)
     return flags
 
 
