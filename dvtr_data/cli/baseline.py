@@ -89,18 +89,25 @@ def _overrides(
 
 
 def _print_result(result: Any) -> None:
-    from dvtr_data.baselines.engine.runs import PROTOCOL_TITLES, metric_header, metric_row
+    import json
 
-    for protocol, title in PROTOCOL_TITLES.items():
+    from dvtr_data.baselines.engine.runs import PROTOCOL_TITLES, mean_recall_cell, metric_header, metric_row
+
+    try:
+        metrics = json.loads((Path(result.run_dir) / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        metrics = {}
+    labels = metrics.get("protocols") or {}  # what each protocol means for the run's family (MSAM's when absent)
+    for protocol in PROTOCOL_TITLES:
         rows = [(split, res[protocol]) for split, res in result.final.items() if protocol in res]
         if not rows:
             continue
-        table = Table(title=title, title_justify="left")
+        table = Table(title=labels.get(protocol) or PROTOCOL_TITLES[protocol], title_justify="left")
         table.add_column("split")
-        for h in metric_header():
+        for h in [*metric_header(), "mR"]:
             table.add_column(h, justify="right")
         for split, res in rows:
-            table.add_row(split, *metric_row(res))
+            table.add_row(split, *metric_row(res), mean_recall_cell(res))
         out.print(table)
     best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
     out.print(f"run {result.run_id}{best}: {result.run_dir}", highlight=False, markup=False)
@@ -219,10 +226,10 @@ def list_cmd() -> None:
     from dvtr_data.baselines.engine.registry import describe
 
     table = Table(title="registered baselines", title_justify="left")
-    for col in ("name", "mode", "epochs", "backbone", "description"):
+    for col in ("name", "family", "mode", "epochs", "backbone", "description"):
         table.add_column(col, overflow="fold")
     for r in describe():
-        table.add_row(*(Text(str(r[k])) for k in ("name", "mode", "epochs", "backbone", "description")))
+        table.add_row(*(Text(str(r.get(k, "msam"))) for k in ("name", "family", "mode", "epochs", "backbone", "description")))
     out.print(table)
 
 
@@ -236,7 +243,7 @@ def table_cmd(
 
     Example: [bold]dvtr-data baseline table --dataset my-dataset --split test[/]
     """
-    from dvtr_data.baselines.engine.runs import PROTOCOL_TITLES, results_table
+    from dvtr_data.baselines.engine.runs import results_table
     from dvtr_data.dataset import Dataset
 
     if protocol not in ("paper", "single", "both"):
@@ -248,7 +255,7 @@ def table_cmd(
         if not rows:
             continue
         shown += len(rows)
-        title = f"{split}: {PROTOCOL_TITLES[p]}"
+        title = f"{split}, {p} protocol (each family's meaning of it in the protocol column)"
         col = header.index("backbone")
         if len({r[col] for r in rows}) == 1:  # one shared backbone: say it once
             title += f"; backbone {rows[0][col]}"
