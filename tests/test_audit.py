@@ -87,7 +87,11 @@ def test_audit_finds_exactly_the_planted_problems(tmp_path):
         "train-test": 3,
         "val-test": 0,
     }
-    assert {k: v["near"]["captions"] for k, v in pairs.items()} == {"train-val": 0, "train-test": 2, "val-test": 0}
+    assert {k: v["near"]["captions"] for k, v in pairs.items()} == {
+        "train-val": 0,
+        "train-test": 2,
+        "val-test": 0,
+    }
     assert pairs["train-test"]["identical"]["share"] == round(3 / 50, 4)  # 10 test clips x 5 captions
     within = rep["text"]["shared_within"]
     assert (within["test"]["texts"], within["test"]["clips"], within["test"]["largest"]) == (1, 3, 3)
@@ -97,7 +101,9 @@ def test_audit_finds_exactly_the_planted_problems(tmp_path):
     assert ids["whitespace_or_case_variants"]["groups"] == 1
     assert ids["whitespace_or_case_variants"]["examples"] == [["Beta", "beta"]]
     assert sorted(ids["leading_or_trailing_space"]["examples"]) == [" gamma", "Alpha_1 "]
-    assert ids["suffix_variants"]["families"] == 1 and ids["suffix_variants"]["families_in_several_splits"] == 1
+    assert (
+        ids["suffix_variants"]["families"] == 1 and ids["suffix_variants"]["families_in_several_splits"] == 1
+    )
     caps = rep["captions"]
     assert (caps["empty"]["count"], caps["short"]["count"], caps["long"]["count"]) == (0, 1, 1)
     assert caps["short"]["examples"][0]["text"] == "big fire"
@@ -115,7 +121,7 @@ def test_table_fits_80_columns_and_shows_user_text_literally(tmp_path):
     ds = planted_published(tmp_path)
     rep = audit_dataset(ds, write=False)
     rep["captions"]["short"]["examples"][0]["text"] = "[bold]x[/bold]\x1b[31m"
-    console = Console(width=80, record=True, file=open("/dev/null", "w"), color_system=None)  # noqa: SIM115
+    console = Console(width=80, record=True, file=open("/dev/null", "w"), color_system=None)
     render(rep, console)
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80

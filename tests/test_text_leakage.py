@@ -53,9 +53,7 @@ def test_near_pairs_find_exactly_the_planted_ones(exact_max):
     pos = {t: i for i, t in enumerate(texts)}
     expected = {tuple(sorted((pos[base[k]], pos[v]))) for k, v in planted.items()}
     # the naive reference: every pair scored
-    naive = {
-        (i, j) for i, j in combinations(range(len(texts)), 2) if fuzz.ratio(texts[i], texts[j]) >= 90
-    }
+    naive = {(i, j) for i, j in combinations(range(len(texts)), 2) if fuzz.ratio(texts[i], texts[j]) >= 90}
     assert naive == expected
     pairs, method = near_pairs(texts, 90.0, exact_max=exact_max)
     assert method == ("exact" if exact_max else "minhash-lsh")

@@ -254,6 +254,40 @@ def plot_curves(metrics: dict[str, Any], path: Path) -> bool:
     return True
 
 
+RECALL_KS = (1, 5, 10)
+_DATA_COUNTS = re.compile(r"^\s*(\d+) clips / (\d+) captions")
+
+
+def trivial_recall_warnings(data: dict[str, Any], eval_splits: list[str]) -> list[str]:
+    """Warnings for evaluation splits so small that R@K is 100 whatever the model does.
+
+    Text-to-video ranks a caption's clip among the split's clips: with no more clips than K, the clip is always in
+    the top K. Video-to-text ranks captions: the same with no more captions than K. ``data`` is the run's
+    ``metrics["data"]`` (``"N clips / M captions"`` per split).
+    """
+    out: list[str] = []
+    for split in eval_splits:
+        match = _DATA_COUNTS.match(str(data.get(split, "")))
+        if not match:
+            continue
+        clips, captions = int(match.group(1)), int(match.group(2))
+        t2v = [k for k in RECALL_KS if clips <= k]
+        v2t = [k for k in RECALL_KS if captions <= k]
+        if t2v:
+            out.append(
+                f"warning: evaluation split `{split}` has {clips} clip(s): t2v "
+                + ", ".join(f"R@{k}" for k in t2v)
+                + " is 100 by construction (every ranking puts the right clip in the top K); add clips"
+            )
+        if v2t:
+            out.append(
+                f"warning: evaluation split `{split}` has {captions} caption(s): v2t "
+                + ", ".join(f"R@{k}" for k in v2t)
+                + " is 100 by construction"
+            )
+    return out
+
+
 def write_report(run: RunFolder, *, curves: bool = True) -> Path:
     """``report.md`` (and ``curves.png``) from the run's config and metrics.
 
@@ -279,6 +313,7 @@ def write_report(run: RunFolder, *, curves: bool = True) -> Path:
         f"{json.dumps(base.get('model', {}).get('options') or {})}",
         f"- data: {', '.join(f'{k}: {v}' for k, v in (m.get('data') or {}).items())}",
     ]
+    lines += [f"- **{w}**" for w in trivial_recall_warnings(m.get("data") or {}, list(req.get("split_eval", [])))]
     sel = m.get("selection") or {}
     if m.get("best_epoch") is not None:
         lines.append(

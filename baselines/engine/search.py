@@ -224,6 +224,19 @@ class SearchHit:
     start_s: float | None
     end_s: float | None
     score: float
+    file_name: str | None = None  # the flight's source file (what a person knows it by), when the dataset has it
+
+
+def flight_file_names(ds: Dataset) -> dict[str, str]:
+    """``flight_id -> file_name`` from the flights table: a hash alone does not tell a person which video it is."""
+    t = ds.read_table("flights")  # absent: an empty table
+    if not t.num_rows:
+        return {}
+    return {
+        f: n
+        for f, n in zip(t.column("flight_id").to_pylist(), t.column("file_name").to_pylist(), strict=True)
+        if n
+    }
 
 
 @dataclass
@@ -314,7 +327,9 @@ def search(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     hits = []
+    names = flight_file_names(Dataset(dataset))
     for rank, (score, p) in enumerate(zip(scores.tolist(), pos.tolist(), strict=True), start=1):
         a, b = index.spans[p]
-        hits.append(SearchHit(rank, index.clip_ids[p], index.flight_ids[p], a, b, float(score)))
+        flight = index.flight_ids[p]
+        hits.append(SearchHit(rank, index.clip_ids[p], flight, a, b, float(score), names.get(flight or "")))
     return SearchResult(query, hits, len(index), seconds, path)

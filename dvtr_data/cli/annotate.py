@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 
@@ -310,11 +311,19 @@ def print_status(rep: Any) -> None:
     summary.add_row("QC choices", ", ".join(f"{escape(k)} {v}" for k, v in sorted(rep.qc_choices.items())) or "-")
     out.print(summary)
 
-    people = Table(title="annotators (speed from Label Studio's lead time per annotation)")
-    width = min(40, max([len(a.annotator) + 12 for a in rep.annotators] or [10]))
-    people.add_column("annotator", no_wrap=True, min_width=width, overflow="ellipsis")
-    for col in ("annot.", "capt.", "acc.", "skip", "med s", "/hour", "draft kept", "words"):
-        people.add_column(col, justify="right")
+    # 80 columns: a light box, numbers that never wrap, and the name folded (whole) in the room that is left
+    people = Table(
+        title="annotators (speed from Label Studio's lead time per annotation)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        caption="med s: median seconds per annotation; kept: drafts submitted unchanged",
+        caption_justify="left",
+    )
+    people.add_column("annotator", overflow="fold", min_width=12)
+    for col in ("annot.", "capt.", "acc.", "skip", "med s", "/hour", "kept", "words"):
+        people.add_column(col, justify="right", no_wrap=True)
     for a in rep.annotators:
         who = escape(a.annotator) + (" [bold yellow](SIMULATED)[/]" if a.origin == "simulated" else "")
         people.add_row(

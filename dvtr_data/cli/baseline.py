@@ -314,12 +314,14 @@ def search_cmd(
     with _progress() as bar:
         result = search(dataset, run, query, top=top, device=device, store_dtype=store, progress=_progress_callback(bar))
     table = Table(title=Text(f"search: {query}"), title_justify="left")  # user text: never markup
-    for col, just in (("rank", "right"), ("score", "right"), ("clip", "left"), ("flight", "left"), ("span in flight", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for h in result.hits:
-        table.add_row(str(h.rank), f"{h.score:.4f}", Text(h.clip_id), Text(h.flight_id or "-"), _span(h.start_s, h.end_s))
+    for col, just in (("rank", "right"), ("score", "right"), ("clip", "left"), ("flight file", "left"), ("span", "left")):
+        table.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
+    for h in result.hits:  # the flight's file name when the dataset knows it: a person knows a video by it, not a hash
+        table.add_row(str(h.rank), f"{h.score:.4f}", Text(h.clip_id), Text(h.file_name or h.flight_id or "-"),
+                      _span(h.start_s, h.end_s))
     out.print(table)
-    err.print(f"{result.clips} clips scored in {result.seconds * 1000:.1f} ms (index {result.index_path})", highlight=False, markup=False)
+    err.print(f"{result.clips} clips scored in {result.seconds * 1000:.1f} ms (index {result.index_path})",
+              highlight=False, markup=False, soft_wrap=True)
 
 
 def _moment_command(name: str) -> None:

@@ -30,8 +30,18 @@ from dvtr_data.errors import DvtrError
 from dvtr_data.reporting import Event, Notice, Reporter
 from dvtr_data.text import redact_url_passwords
 
-out = Console()
-err = Console(stderr=True)
+class _PipeConsole(Console):
+    """A Console that, off a terminal (piped, redirected, a log file), never wraps a printed line: a path or an id
+    split across two lines cannot be copied or grepped. Tables still fit the width; a terminal wraps as before."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.is_terminal:
+            kwargs.setdefault("soft_wrap", True)
+        super().print(*objects, **kwargs)
+
+
+out = _PipeConsole()
+err = _PipeConsole(stderr=True)
 
 # Shared options, declared once.
 DatasetOpt = Annotated[Path, typer.Option("--dataset", "-d", help="Dataset folder (created when missing).")]
