@@ -5,11 +5,14 @@
 The tables come from `dvtr_data.testing.tables.write_generated_dataset` (flights, clips, captions). Its captions
 are templates (40 distinct texts), which would make the near-identical search trivial, so every caption is
 replaced by a sentence of 6 to 14 words drawn (Zipf frequencies) from a 3,000-word random vocabulary in one of
-five shared sentence frames (as human
-drone captions share "a ... seen from above"), and ``--shared`` identical and ``--near`` near-identical (one
-character changed) captions are planted on clips of other flights. Clips get a random 70/10/20 split by flight.
-The run times `text_leakage` (all three counts, MinHash LSH above 4,000 distinct texts) and `glue_pairs`, and
-checks that every planted near pair that straddles splits was found (the LSH's recall on them).
+five shared sentence frames (as human drone captions share "a ... seen from above"), and ``--shared`` identical
+and ``--near`` near-identical (one character changed) captions are planted on clips of other flights. Clips get a
+random 70/10/20 split by flight. The run times `text_leakage` (all three counts; MinHash LSH above 4,000 distinct
+texts) and `glue_pairs`, and counts how many planted near pairs that straddle splits the LSH found.
+
+Measured 2026-12-05 (100,000 clips, 498,014 distinct texts): `text_leakage` 40.7 s of CPU (one thread; 314 s of
+wall time on a machine at load 16 on 2 cores), `glue_pairs` 12 s wall, planted straddling near pairs found 936 of
+937, peak resident memory 1.8 GB for the whole script.
 Other agents share the 2 cores of the machine this was written on: wall times are upper bounds of a quiet
 machine's; the CPU time (one thread) is the figure to compare.
 """
