@@ -28,9 +28,8 @@ because both pictures keep moving during the blend), ``a`` rises without a jump 
 stays within [-0.1, 1.1], and the contrast dips as a blend of two unrelated pictures does (observed over
 predicted standard deviation within [``std_low``, ``std_high``]). The last test is what rejects camera motion:
 a pan between two different views can look like a blend on small pictures, but its frames keep their contrast
-(1.2-1.4 times a blend's), while a blend's halves partly cancel. The extent is the union of where ``a`` (a line
-fitted over the mixing frames) runs from 0 to 1 and the dip in contrast (`_refine`): motion biases ``a`` near
-the ends, the contrast recovers exactly where the blend stops.
+(1.2-1.4 times a blend's), while a blend's halves partly cancel. The extent is the dip in contrast around the
+window (`_refine`): motion biases ``a`` near the ends, the contrast recovers exactly where the blend stops.
 """
 
 from __future__ import annotations
@@ -140,7 +139,8 @@ class TransitionFinder:
         if self._last < 0:
             return []
         std = np.asarray(self._std)
-        found = [_refine(a, b, std, self.max_len, self.rule) for a, b in self._dissolves if b - a >= 2]
+        refined = (_refine(a, b, std, self.max_len, self.rule) for a, b in sorted(set(self._dissolves)) if b - a >= 2)
+        found = [t for t in refined if t is not None]
         found += _fades(np.asarray(self._mean), std, self.max_len, self.rule)
         return merge_transitions(found, self._last + 1)
 
@@ -225,13 +225,21 @@ def _ramp_edges(lo: int, hi: int, std: np.ndarray, max_len: int, rule: Transitio
     return (a + 1 if a < lo else a), (b if b > hi - 1 else b + 1)
 
 
-def _refine(a: int, b: int, std: np.ndarray, max_len: int, rule: TransitionRule) -> Transition:
-    """A dissolve found by the blend test, widened to its contrast dip (the blend test's ``a`` is biased by
-    motion near the ends; the contrast of a blend of two unrelated pictures is lowest inside and recovers at
-    both ends)."""
+def _refine(a: int, b: int, std: np.ndarray, max_len: int, rule: TransitionRule) -> Transition | None:
+    """A dissolve found by the blend test, its extent taken from its contrast dip: the contrast of a blend of
+    two unrelated pictures is lowest inside and recovers exactly where the blend stops, while the blend test's
+    ``a`` is biased by motion near the ends (a few frames early on a fast flight). The bottom of the dip may
+    be flat for a few frames. A window that only grazes the transition shows no dip of two frames: None (the
+    windows that hold the transition give its extent)."""
     low = a + int(np.argmin(std[a:b]))
-    start, end = _ramp_edges(low, low + 1, std, max_len, rule)
-    return Transition(min(a, start), max(b, end), "dissolve")
+    floor = std[low] * (1 + rule.ramp) + 0.05
+    lo, hi = low, low + 1
+    while lo > a and std[lo - 1] <= floor:
+        lo -= 1
+    while hi < b and std[hi] <= floor:
+        hi += 1
+    start, end = _ramp_edges(lo, hi, std, max_len, rule)
+    return Transition(start, end, "dissolve") if end - start >= 2 else None
 
 
 def _fades(mean: np.ndarray, std: np.ndarray, max_len: int, rule: TransitionRule) -> list[Transition]:

@@ -19,7 +19,7 @@ def _rng(seed: int, salt: int) -> tuple[np.random.Generator, Callable[[], int], 
 
 
 def tiny(seed: int) -> list[FlightSpec]:
-    """Four short 640x360 videos (about 17 s in all) over five small places: hard cuts, a cross-fade, a fade
+    """Four short 640x360 videos (about 18 s in all) over five small places: hard cuts, a cross-fade, a fade
     through black, and an uncut shot through every kind of maneuver. For tests: a few seconds to generate."""
     rng, place, sign = _rng(seed, 1)
     suburb, coast, farm, forest, lake = place(), place(), place(), place(), place()
@@ -31,9 +31,10 @@ def tiny(seed: int) -> list[FlightSpec]:
             ShotSpec("farmland", farm, (M("straight", 0.8), M("climb", 1.0, rate=3.0)), altitude_m=45),
         ), **common),
         FlightSpec("tiny_fade", 640, 360, Fraction(25), (
-            ShotSpec("forest", forest, (M("straight", 2.0, speed_mps=9.0),), altitude_m=70),
+            # 2.4 s shots: the cross-fade's frames belong to neither clip, and what is left stays above 2 s
+            ShotSpec("forest", forest, (M("straight", 2.4, speed_mps=9.0),), altitude_m=70),
             ShotSpec("lakeside", lake, (
-                M("hover", 0.8, "oblique"), M("yaw", 1.2, "oblique", direction=sign()),
+                M("hover", 0.8, "oblique"), M("yaw", 1.6, "oblique", direction=sign()),
             ), altitude_m=45),
         ), transitions=("crossfade",), **common),
         FlightSpec("tiny_long", 640, 360, Fraction(30000, 1001), (
