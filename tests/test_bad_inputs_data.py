@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
@@ -271,6 +272,34 @@ def test_parsing_a_sidecar_beats_the_stall_watchdog(tmp_path, monkeypatch):
     n = result["flight"]["n_frames"]
     during_parse = [b for b in beats if b == (n, 2 * n)]  # after the scan pass, before the cutting pass
     assert len(during_parse) >= 20_000 // dji_srt._PROGRESS_EVERY
+
+
+def test_telemetry_work_after_parsing_keeps_the_worker_alive(tmp_path, monkeypatch):
+    """The plausibility check and summaries over millions of cues outlast a short --stall-timeout too: while
+    they run, a helper thread beats. The stub below returns only once beats arrived while it was running (it
+    gives up after a minute, which fails the test): liveness, not speed."""
+    video = badinputs.good_video(tmp_path / "DJI_0004.mp4", seed=12, seconds=2.0)
+    monkeypatch.setattr(ingest_stage, "KEEP_ALIVE_S", 0.01)
+    beats: list[tuple[int, int]] = []
+    three = threading.Event()
+    seen: dict[str, int] = {}
+
+    def beat(done: int, total: int) -> None:
+        beats.append((done, total))
+        if len(beats) >= seen.get("from", 10**9) + 3:
+            three.set()
+
+    def slow_summaries(*_: Any) -> None:
+        seen["from"] = len(beats)
+        seen["got"] = three.wait(60.0)
+        return None
+
+    monkeypatch.setattr(ingest_stage, "_summaries", slow_summaries)
+    job = ingest_stage.FlightJob(str(video), None, str(tmp_path / "ds"), SHORT, video.stat().st_size, 0)
+    result = ingest_stage.ingest_flight(job, beat)
+    assert result["flight"]["status"] == "ok" and seen["got"] is True
+    n = result["flight"]["n_frames"]
+    assert beats.count((n, 2 * n)) >= 3  # the keep-alive beats say "scan done, cutting not started"
 
 
 # ----------------------------------------------------------------------------------------------------------------

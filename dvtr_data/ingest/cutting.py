@@ -27,8 +27,9 @@ from dvtr_data.dataset import atomic_path
 from dvtr_data.errors import InputError, UsageError
 from dvtr_data.ingest.probe import main_video_stream
 
-
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+X264_PRESETS = (
+    "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo",
+)
 MAX_CRF = 51  # libx264's range for 8-bit output (the clip files are yuv420p)
 
 
@@ -50,7 +51,8 @@ class EncoderSettings:
         if self.preset not in X264_PRESETS:
             raise UsageError(f"unknown libx264 preset {self.preset!r}; choose from {', '.join(X264_PRESETS)}")
         if self.max_height != 0 and self.max_height < 16:
-            raise UsageError(f"--max-height must be 0 (source size) or at least 16 pixels, not {self.max_height}")
+            raise UsageError(f"--max-height must be 0 (source size) or at least 16 pixels, "
+                             f"not {self.max_height}")
         if self.keyframes < 0:
             raise UsageError(f"keyframes per clip cannot be negative, not {self.keyframes}")
         if not 1 <= self.jpeg_quality <= 100:

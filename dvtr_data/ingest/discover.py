@@ -92,7 +92,8 @@ def discover(
             problems.append(f"{path}: not a video file (extensions: {', '.join(sorted(VIDEO_EXTENSIONS))})")
     if skipped and notes is not None:
         unique = sorted(set(skipped))
-        notes.append(f"skipped {len(unique)} dataset folder(s) among the inputs ({unique[0]}"
-                     f"{', ...' if len(unique) > 1 else ''}): a dataset's own files are never taken as flights")
+        more = ", ..." if len(unique) > 1 else ""
+        notes.append(f"skipped {len(unique)} dataset folder(s) among the inputs ({unique[0]}{more}): "
+                     "a dataset's own files are never taken as flights")
     sources = [FlightSource(v, find_sidecar(v)) for v in sorted(found)]
     return sources, problems

@@ -18,8 +18,10 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from fractions import Fraction
@@ -225,6 +227,42 @@ def _embedded_telemetry(video: Path, warnings: list[str]):
     return tel
 
 
+KEEP_ALIVE_S = 1.0  # seconds between the heartbeats `keep_alive` sends
+
+
+@contextmanager
+def keep_alive(beat: Callable[[], None] | None) -> Iterator[Callable[[], None] | None]:
+    """Heartbeats every `KEEP_ALIVE_S` from a helper thread while the block runs; yields the beat, locked.
+
+    The stall watchdog is there for hung decoders. Telemetry work (parsing a sidecar of hundreds of MB, its
+    plausibility check over millions of cues) reads no video and always ends, yet it can outlast a short
+    ``--stall-timeout``: a 565 MB sidecar failed its flight as "hung decoder" (issue 11, item 8). Its time is
+    taken out of the stall clock this way. The lock keeps the helper and the block (``progress`` of
+    `parse_srt`) from sending on the worker's pipe at the same time.
+    """
+    if beat is None:
+        yield None
+        return
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def locked() -> None:
+        with lock:
+            beat()
+
+    def run() -> None:
+        while not stop.wait(KEEP_ALIVE_S):
+            locked()
+
+    helper = threading.Thread(target=run, name="telemetry-keep-alive", daemon=True)
+    helper.start()
+    try:
+        yield locked
+    finally:
+        stop.set()
+        helper.join()
+
+
 def error_flight_id(path: str | Path) -> str:
     """Failed flights are keyed by path, not content: two broken files with the same bytes are two errors."""
     return "e" + hashlib.sha256(str(path).encode()).hexdigest()[:16]
@@ -276,8 +314,9 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
     if probe.rotation:
         warnings.append(f"rotated {probe.rotation} degrees: clip files are turned upright")
     if probe.video_streams > 1:
-        warnings.append(f"{probe.video_streams} video streams: the longest, largest one (stream {probe.stream_index}, "
-                        f"{probe.width}x{probe.height}, {probe.duration_s:.1f} s) is used, the others are ignored")
+        warnings.append(f"{probe.video_streams} video streams: the longest, largest one (stream "
+                        f"{probe.stream_index}, {probe.width}x{probe.height}, {probe.duration_s:.1f} s) is used, "
+                        "the others are ignored")
     fps = probe.fps_fraction
     total_work = probe.n_frames * (2 if cfg.cut else 1)
 
@@ -307,15 +346,17 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
     base["duration_s"] = float(scan.times[-1] + 1.0 / float(fps))
 
     duration_s = cast(float, base["duration_s"])
-    tel = _load_telemetry(job.sidecar, probe.fps, warnings, video=path, duration_s=duration_s,
-                          n_frames=scan.n_frames, cfg=cfg, beat=lambda: beat_scan(probe.n_frames, total_work))
+    scanned = (lambda: heartbeat(probe.n_frames, total_work)) if heartbeat else None
     events: list[tuple[int, str]] = []
-    if tel is not None and cfg.split_at_events:
-        try:
-            for ev in detect_events(tel):
-                events.append((int(np.searchsorted(scan.times, ev.time_s)), ev.kind))
-        except Exception as exc:  # events are optional; never fail the flight for them
-            warnings.append(f"telemetry events unavailable ({exc})")
+    with keep_alive(scanned) as beat:  # telemetry work is no decoding: never a stall (issue 11, item 8)
+        tel = _load_telemetry(job.sidecar, probe.fps, warnings, video=path, duration_s=duration_s,
+                              n_frames=scan.n_frames, cfg=cfg, beat=beat)
+        if tel is not None and cfg.split_at_events:
+            try:
+                for ev in detect_events(tel):
+                    events.append((int(np.searchsorted(scan.times, ev.time_s)), ev.kind))
+            except Exception as exc:  # events are optional; never fail the flight for them
+                warnings.append(f"telemetry events unavailable ({exc})")
 
     shots = shots_from_boundaries(scan.cuts, scan.transitions, scan.n_frames)
     transition_ends = {t.start_frame: f"transition:{t.kind}" for t in scan.transitions}
@@ -327,7 +368,8 @@ def _ingest_flight(job: FlightJob, heartbeat: Callable[[int, int], None] | None)
     if not windows:
         warnings.append(f"no clip: every shot is shorter than the minimum clip length ({cfg.window.min_s} s)")
 
-    summaries = _summaries(tel, windows, shots, scan, duration_s, cfg, warnings)
+    with keep_alive(scanned):
+        summaries = _summaries(tel, windows, shots, scan, duration_s, cfg, warnings)
     clips_dir = Path(job.dataset_root) / "clips" / flight_id
     rows: list[dict[str, Any]] = []
     specs: list[ClipSpec] = []
@@ -550,12 +592,13 @@ def ingest(
     if not sources and problems:
         raise UsageError("; ".join([*problems, *notes]))
     if not sources:
-        raise UsageError(f"no video files found in {', '.join(map(str, inputs))}" + "".join(f"; {n}" for n in notes))
+        found = f"no video files found in {', '.join(map(str, inputs))}"
+        raise UsageError(found + "".join(f"; {n}" for n in notes))
     try:
         dataset = Dataset(dataset_dir).create()
         with dataset.writing(WRITER):
-            return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor, stall_timeout,
-                                  as_reporter(reporter, "ingest"), force, notes)
+            return _ingest_locked(dataset, sources, problems, inputs, config, meta, workers, executor,
+                                  stall_timeout, as_reporter(reporter, "ingest"), force, notes)
     except OSError as exc:
         if exc.errno in DISK_FULL:
             raise disk_full_error(Path(dataset_dir), exc) from None
@@ -715,12 +758,12 @@ HASHES_FILE = "hashes.json"  # under the parts folder: (size, mtime) -> content 
 
 def _content_holders(store: PartStore, committed: dict[str, dict[str, Any]], sources: list[FlightSource],
                      stats: dict[Path, tuple[int, int]], log: RunLog) -> dict[Path, Path]:
-    """Every source that is a duplicate (same bytes as another file), mapped to the file that holds its flight.
+    """Every source that is a duplicate (same bytes as another file), mapped to the file holding its flight.
 
     Resume is keyed by path, but a flight is its content: without this, a second name of an ingested file was
     re-ingested and re-cut on every run and the flight's ``source_path`` flipped between the names (issue 11,
-    item 3). The holder is the name already ingested (when that file is still there, unchanged), else the first
-    name in discovery order, so the answer is the same on every run. Only files whose size equals another
+    item 3). The holder is the name already ingested (when that file is still there, unchanged), else the
+    first name in discovery order, so the answer is the same on every run. Only files whose size equals another
     source's or an ingested flight's are hashed here; their hashes are kept in ``hashes.json`` keyed by (size,
     mtime), so a later run reads no file twice.
     """

@@ -264,7 +264,8 @@ def parse_srt(
 
 
 def _empty(binary: bool, issues: _Issues, fps: float | None, where: str | None) -> Telemetry:
-    return Telemetry(cues=[], layout="binary" if binary else "empty", warnings=issues.messages(), fps=fps, source=where)
+    layout = "binary" if binary else "empty"
+    return Telemetry(cues=[], layout=layout, warnings=issues.messages(), fps=fps, source=where)
 
 
 def _finish(
@@ -333,8 +334,7 @@ def _parse_stream(path: Path, fps: float | None, progress: Progress | None) -> T
         if head.startswith((b"\xff\xfe", b"\xfe\xff")):  # UTF-16: rare, read whole as before
             fh.seek(0)
             text = _decode(fh.read(), issues)
-            raw: Iterable[tuple[int | None, float | None, float | None, str]] = _split_cues(text or "", issues)
-            return _finish(raw, issues, fps, where, lambda done: None)
+            return _finish(_split_cues(text or "", issues), issues, fps, where, lambda done: None)
         bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0
         control = sum(1 for b in head[bom:] if b < 9 or 13 < b < 32)
         if head[bom:] and control > 0.1 * len(head[bom:]):
@@ -432,7 +432,7 @@ def _split_by_hand(
     # Hand-written because the srt library rejects the whole file when a cue has no timecode line
     # (mavic_2_style), a cue is cut mid-way, or garbage sits between cues; here a cue starts at a bare number
     # after a blank line (or right before a timecode) and at any timecode line, and everything up to the next
-    # start is its body. A generator over lines (two lines of look-ahead): a streamed file is never held whole.
+    # start is its body. A generator over lines (two lines of look-ahead): a streamed file is never whole.
     ahead: deque[str] = deque()
     source = iter(lines)
 
@@ -451,7 +451,8 @@ def _split_by_hand(
     def finish(cue: list) -> tuple[int | None, float | None, float | None, str] | None:
         index, start_s, end_s, body = cue
         if not body and start_s is None:
-            issues.cue("cue with neither timecode nor content dropped", index if index is not None else emitted + 1)
+            number = index if index is not None else emitted + 1
+            issues.cue("cue with neither timecode nor content dropped", number)
             return None
         return (index, start_s, end_s, "\n".join(body))
 
@@ -472,7 +473,7 @@ def _split_by_hand(
             if current is None or current[1] is not None or current[3]:
                 started = [None, None, None, []]
             target = started if started is not None else current
-            assert target is not None  # one of the two: a new cue, or the current one still without a timecode
+            assert target is not None  # a new cue, or the current one still without a timecode
             target[1] = _timecode_s(left)
             target[2] = _timecode_s(right)
         elif current is not None:
