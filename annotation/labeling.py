@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+
 import jinja2
 
 from dvtr_data.errors import UsageError

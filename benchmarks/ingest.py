@@ -22,9 +22,9 @@ from pathlib import Path
 
 import av
 
-from dvtr_data.ingest.cutting import EncoderSettings, output_size
 from dvtr_data.dataset import Dataset
 from dvtr_data.ingest import IngestConfig, ingest
+from dvtr_data.ingest.cutting import EncoderSettings, output_size
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,7 +31,11 @@ import torch.nn.functional as F
 
 from dvtr_data.baselines.engine.backbone import set_backbone_trainable, token_mask, tokenize
 from dvtr_data.baselines.engine.data import normalise
-from dvtr_data.baselines.engine.evaluate import SplitFeatures, authors_loop_similarity, paper_protocol_similarity
+from dvtr_data.baselines.engine.evaluate import (
+    SplitFeatures,
+    authors_loop_similarity,
+    paper_protocol_similarity,
+)
 from dvtr_data.baselines.engine.optim import BertAdam, authors_param_groups
 from dvtr_data.baselines.engine.registry import registered
 from dvtr_data.baselines.engine.search import SearchIndex, naive_scores
@@ -117,7 +121,7 @@ def bench_training(device: torch.device, steps: int, batch: int) -> None:
                 model.encode_frames(normalise(pixels[i : i + 8].to(device), mask[i : i + 8].to(device)))
                 for i in range(0, n_clips, 8)
             ])
-            sent, toks = zip(*(model.encode_text(ids[i : i + 128]) for i in range(0, n_captions, 128)))
+            sent, toks = zip(*(model.encode_text(ids[i : i + 128]) for i in range(0, n_captions, 128)), strict=False)
         return frames, torch.cat(sent), torch.cat(toks)
 
     def cached_epoch(frames, sent, toks) -> None:
@@ -184,8 +188,8 @@ def bench_search(device: torch.device, n: int, repeats: int) -> None:
     floor_t, fast_t, top_t = [], [], []
     for q in queries:  # interleaved, so a busy machine slows both alike
         floor_t.append(timed(lambda q=q: flat @ q, device, repeats)[0])
-        fast_t.append(timed(lambda q=q: index.scores(q), device, repeats)[0])
-        top_t.append(timed(lambda q=q: index.top(q, 10), device, repeats)[0])
+        fast_t.append(timed(lambda q=q, index=index: index.scores(q), device, repeats)[0])
+        top_t.append(timed(lambda q=q, index=index: index.top(q, 10), device, repeats)[0])
     t_floor, t_fast, t_top = statistics.median(floor_t), statistics.median(fast_t), statistics.median(top_t)
     naive_t, max_err, same_top, tie_top = [], 0.0, 0, 0
     with torch.no_grad():

@@ -31,20 +31,20 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from dvtr_data.dataset import Dataset  # noqa: E402
-from dvtr_data.precaption.bank import builtin_bank, cached_text_embeddings  # noqa: E402
-from dvtr_data.precaption.embed import EmbedSettings  # noqa: E402
-from dvtr_data.precaption.encoder import ModelSpec, load_encoder  # noqa: E402
-from dvtr_data.precaption.sampling import (  # noqa: E402
+from dvtr_data.dataset import Dataset
+from dvtr_data.precaption.bank import builtin_bank, cached_text_embeddings
+from dvtr_data.precaption.embed import EmbedSettings
+from dvtr_data.precaption.encoder import ModelSpec, load_encoder
+from dvtr_data.precaption.sampling import (
     SampleJob,
     decode_clips,
     decode_executor,
     default_workers,
     prefetch_for,
 )
-from dvtr_data.precaption.stage import PrecaptionConfig, bank_cache_dir, precaption  # noqa: E402
-from dvtr_data.precaption.tags import load_class_list  # noqa: E402
-from dvtr_data.schemas.records import ClipRow  # noqa: E402
+from dvtr_data.precaption.stage import PrecaptionConfig, bank_cache_dir, precaption
+from dvtr_data.precaption.tags import load_class_list
+from dvtr_data.schemas.records import ClipRow
 
 FPS = 30
 

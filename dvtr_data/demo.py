@@ -76,7 +76,6 @@ def _drop_local_fallback_captions(dataset_dir: Path, say: Callable[[str], None])
     """A failed earlier demo may have written the simulator's captions locally; the round trip supersedes them."""
 
     from dvtr_data.dataset import Dataset
-
     from dvtr_data.synth.simulated import WRITER
 
     ds = Dataset(dataset_dir)
@@ -92,9 +91,9 @@ def _dataset_steps(dataset_dir: Path, say: Callable[[str], None]) -> None:
     from dvtr_data.card import write_card
     from dvtr_data.dataset import Dataset
     from dvtr_data.export import export_dataset
+    from dvtr_data.splits import split_dataset
     from dvtr_data.synth.simulated import WRITER as SIMULATED_WRITER
     from dvtr_data.synth.simulated import simulated_captions
-    from dvtr_data.splits import split_dataset
 
     ds = Dataset(dataset_dir)
     if not ds.read_table("captions").num_rows:

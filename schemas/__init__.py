@@ -7,6 +7,9 @@ a newer major version.
 
 from __future__ import annotations
 
+import dvtr_data.schemas.dataset_tables
+import dvtr_data.schemas.lineage_tables
+import dvtr_data.schemas.precaption_tables  # noqa: F401  (embeddings, precaptions, tags)
 from dvtr_data.schemas.tables import (
     SCHEMA_METADATA_KEY,
     TABLES,
@@ -15,9 +18,5 @@ from dvtr_data.schemas.tables import (
     schema_of,
     validate,
 )
-
-import dvtr_data.schemas.dataset_tables  # noqa: E402,F401  (imports, moments)
-import dvtr_data.schemas.precaption_tables  # noqa: E402,F401  (embeddings, precaptions, tags)
-import dvtr_data.schemas.lineage_tables  # noqa: E402,F401  (clip_lineage, clip_categories)
 
 __all__ = ["SCHEMA_METADATA_KEY", "TABLES", "TableSchema", "empty_table", "schema_of", "validate"]

@@ -104,7 +104,7 @@ def test_split_from_tables_groups_captions_by_clip(toy: Dataset) -> None:
     assert len(train.clips) == 8 and len(train.captions) == 24
     assert [c.clip_id for c in train.clips] == sorted(c.clip_id for c in train.clips)
     assert train.caption_clip == sorted(train.caption_clip)  # each clip's captions together, in clip order
-    assert all(train.clips[i].clip_id == cap.clip_id for i, cap in zip(train.caption_clip, train.captions))
+    assert all(train.clips[i].clip_id == cap.clip_id for i, cap in zip(train.caption_clip, train.captions, strict=False))
 
 
 def test_unknown_split_and_missing_table_are_clear_errors(toy: Dataset, tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ def test_exported_parquet_split_reads_like_the_tables(toy: Dataset, tmp_path: Pa
     ref = load_split(toy, "val")
     rows = [
         {"clip_id": c.clip_id, "clip_path": str(ref.clips[i].path.relative_to(toy.root)), "caption_id": c.caption_id, "text": c.text}
-        for i, c in zip(ref.caption_clip, ref.captions)
+        for i, c in zip(ref.caption_clip, ref.captions, strict=False)
     ]
     path = toy.root / "exports" / "val.parquet"
     path.parent.mkdir(exist_ok=True)
@@ -209,7 +209,7 @@ def test_clip_checkpoint_file_loads(tmp_path: Path) -> None:
     path = tmp_path / "clip.pt"
     torch.save({f"clip.{k}": v for k, v in a.state_dict().items()}, path)  # an MSAM-style checkpoint
     b = load_clip(BackboneConfig(model="t", pretrained=None, model_cfg=TINY_CLIP, init_seed=2, checkpoint=str(path)))
-    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=False):
         assert torch.equal(va, vb), k
     with pytest.raises(ModelError, match="does not fit"):
         load_clip(BackboneConfig(model="ViT-S-32-alt", pretrained=None, checkpoint=str(path)))

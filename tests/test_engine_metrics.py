@@ -33,9 +33,9 @@ def plain_metrics(sim: np.ndarray, caption_clip: np.ndarray) -> dict[str, dict[s
     n_videos = sim.shape[1]
     cut = [int(np.nonzero(caption_clip == v)[0].max()) + 1 for v in range(n_videos)]
     starts = [0] + cut[:-1]
-    max_len = max(e - s for s, e in zip(starts, cut))
+    max_len = max(e - s for s, e in zip(starts, cut, strict=False))
     padded = np.stack(
-        [np.concatenate([sim[s:e], np.full((max_len - (e - s), n_videos), -np.inf)]) for s, e in zip(starts, cut)]
+        [np.concatenate([sim[s:e], np.full((max_len - (e - s), n_videos), -np.inf)]) for s, e in zip(starts, cut, strict=False)]
     )  # [videos, max_len, videos]
     # tensor_text_to_video_metrics
     stacked = np.transpose(padded, (1, 0, 2))  # [max_len, videos, videos]

@@ -25,7 +25,8 @@ import pytest
 from dvtr_data.dataset import Dataset
 from dvtr_data.ingest import IngestConfig, ingest
 from dvtr_data.synth import generate
-from dvtr_data.synth.simulated import WRITER as DEMO, simulated_captions
+from dvtr_data.synth.simulated import WRITER as DEMO
+from dvtr_data.synth.simulated import simulated_captions
 
 pytestmark = pytest.mark.slow
 

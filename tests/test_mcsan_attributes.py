@@ -6,6 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from open_clip.tokenizer import SimpleTokenizer
+
 from dvtr_data.baselines.mcsan.attributes import (
     AttributeVocabulary,
     SpacyTagger,
@@ -18,8 +20,6 @@ from dvtr_data.baselines.mcsan.attributes import (
     tag_captions,
     verb_forms,
 )
-from open_clip.tokenizer import SimpleTokenizer
-
 from dvtr_data.errors import ModelError, UsageError
 
 TOK = SimpleTokenizer()

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+
 from dvtr_data.baselines.mcsan.losses import attribute_kl, focal_bce, ranking_loss
 
 LN = math.log

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
 from dvtr_data.baselines.mcsan import MCSAN, MCSANOptions, MCSANSizes
 from dvtr_data.baselines.mcsan.family import clip_labels
 from dvtr_data.baselines.msam.encoders import ClipSizes

@@ -10,6 +10,7 @@ import pickle
 from pathlib import Path
 
 import pytest
+
 from dvtr_data.baselines.mcsan import mine_vocabulary, role_masks, tag_captions
 from dvtr_data.baselines.mcsan.attributes import STOP_WORDS
 

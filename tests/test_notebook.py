@@ -63,8 +63,8 @@ def test_whole_flow_on_rendered_flights(tmp_path, monkeypatch):
     from dvtr_data.dataset import Dataset
     from dvtr_data.export import EXPORTERS, export_dataset, verify_export
     from dvtr_data.ingest import ingest
-    from dvtr_data.synth.simulated import simulated_captions
     from dvtr_data.synth import generate
+    from dvtr_data.synth.simulated import simulated_captions
 
     generate(tmp_path / "flights", preset="tiny", seed=0)
     report = ingest([tmp_path / "flights"], tmp_path / "ds", workers=1)

@@ -120,7 +120,7 @@ def test_truth_is_consistent(tiny: list[Path]) -> None:
         # shots: contiguous cover of [0, n); every boundary is a hard cut or the middle of a fade
         shots = t["shots"]
         assert shots[0]["start_frame"] == 0 and shots[-1]["end_frame"] == n
-        assert all(a["end_frame"] == b["start_frame"] for a, b in zip(shots, shots[1:]))
+        assert all(a["end_frame"] == b["start_frame"] for a, b in zip(shots, shots[1:], strict=False))
         bounds = [s["start_frame"] for s in shots[1:]]
         mids = [(f["start"] + f["end"]) // 2 for f in t["fades"]]
         assert t["fade_cut"] is False
@@ -130,7 +130,7 @@ def test_truth_is_consistent(tiny: list[Path]) -> None:
         # segments: contiguous, cover everything, each inside its shot
         segs = t["segments"]
         assert segs[0]["start_frame"] == 0 and segs[-1]["end_frame"] == n
-        assert all(a["end_frame"] == b["start_frame"] for a, b in zip(segs, segs[1:]))
+        assert all(a["end_frame"] == b["start_frame"] for a, b in zip(segs, segs[1:], strict=False))
         for i, s in enumerate(segs):
             shot = shots[s["shot"]]
             assert s["index"] == i
@@ -149,7 +149,7 @@ def test_truth_is_consistent(tiny: list[Path]) -> None:
         # visible: run-length encoded, contiguous
         vis = t["visible"]
         assert vis[0]["start_frame"] == 0 and vis[-1]["end_frame"] == n
-        for a, b in zip(vis, vis[1:]):
+        for a, b in zip(vis, vis[1:], strict=False):
             assert a["end_frame"] == b["start_frame"] and a["classes"] != b["classes"]
         assert all(v["classes"] == sorted(v["classes"]) for v in vis)
         assert "lat" in t["home"] and "lon" in t["home"]

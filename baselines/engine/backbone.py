@@ -89,7 +89,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 state = torch.jit.load(str(path), map_location="cpu").state_dict()
             else:
                 state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+        except Exception as exc:
             from .checkpoint import unreadable_reason
 
             raise ModelError(f"checkpoint unreadable: CLIP weights {path}: {unreadable_reason(exc)}") from None
@@ -162,7 +162,7 @@ def _create_pretrained(model: str, tag: str) -> CLIP:
         )
     try:
         return open_clip.create_model(model, pretrained=tag)
-    except Exception as exc:  # noqa: BLE001 - open_clip raises RuntimeError/FileNotFoundError/HTTP errors
+    except Exception as exc:
         raise ModelError(
             f"cannot load {model} weights {tag!r}: {' '.join(str(exc).split())[:240]}", hint=_missing_weights_hint(model)
         ) from None

@@ -47,7 +47,7 @@ def load_checkpoint(path: Path, map_location: Any = "cpu", *, keys: tuple[str, .
         state = torch.load(path, map_location=map_location, weights_only=True)
     except OSError as exc:
         raise ModelError(f"checkpoint unreadable: {path}: cannot read ({exc.strerror or type(exc).__name__})") from None
-    except Exception as exc:  # noqa: BLE001 - any failure of a file is the user's to fix, in one safe line
+    except Exception as exc:
         raise ModelError(f"checkpoint unreadable: {path}: {unreadable_reason(exc)}",
                          hint="restore the file or re-run the baseline that wrote it") from None
     if not isinstance(state, dict):

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from dvtr_data.baselines.engine.family import ModelFamily
 from torch import Tensor, nn
 
+from dvtr_data.baselines.engine.family import ModelFamily
 from dvtr_data.errors import UsageError
 
 from .attributes import LEVELS, AttributeVocabulary, make_tagger, mine_vocabulary, role_masks, tag_captions
@@ -39,7 +39,6 @@ from .model import MCSAN
 if TYPE_CHECKING:
     from dvtr_data.baselines.engine.config import BaselineConfig
     from dvtr_data.baselines.engine.data import SplitData
-
     from dvtr_data.dataset import Dataset
 
 FAMILY_OPTIONS = ("tagger", "min_count", "vocabulary_sizes")

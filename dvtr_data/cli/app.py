@@ -16,11 +16,11 @@ from rich.text import Text
 
 from dvtr_data import __version__
 from dvtr_data.cli.common import (
+    BoundaryGroup,
     DatasetOpt,
     ExecutorOpt,
     RayAddressOpt,
     WorkersOpt,
-    BoundaryGroup,
     err,
     out,
     progress_bars,
@@ -116,8 +116,8 @@ def ingest_cmd(
 
     Example: [bold]dvtr-data ingest ~/flights/2026-06 --dataset my-dataset --workers 2[/]
     """
-    from dvtr_data.ingest.cutting import EncoderSettings
     from dvtr_data.ingest import FlightMeta, IngestConfig, ingest
+    from dvtr_data.ingest.cutting import EncoderSettings
     from dvtr_data.ingest.qc import QcThresholds
     from dvtr_data.ingest.windows import WindowRule
 

@@ -6,9 +6,8 @@ Both run inside the app's one error boundary (`dvtr_data.cli.common.BoundaryGrou
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 

@@ -11,20 +11,18 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import pyarrow.compute as pc
 
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.dataset import Dataset
-from dvtr_data.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, place_media
 from dvtr_data.errors import InputError, UsageError
+from dvtr_data.media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, place_media
 from dvtr_data.schemas.records import CaptionRow, ClipRow, SplitRow
 from dvtr_data.text import has_control_chars, tokenize
 

@@ -184,7 +184,7 @@ def fly(
     which = np.zeros(n, np.int64)
     a = alt
     i = pre
-    for k, (m, c) in enumerate(zip(maneuvers, counts)):
+    for k, (m, c) in enumerate(zip(maneuvers, counts, strict=False)):
         fwd, right, up, yaw_rate = _controls(m, a)
         if up < 0:  # never descend into the ground
             up = -min(-up, max(0.0, (a - MIN_ALT_M) / (c / fps)))

@@ -249,11 +249,11 @@ def load_backdrop(path: Path | str) -> np.ndarray:
         scale = min(1.0, 256 / max(hole.shape))
         valid = (~hole).astype(np.uint8)
         small = cv2.resize(valid, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) == 1
-        t, l, b, r = _largest_valid_rect(small)
-        t, l = int(np.ceil(t / scale)), int(np.ceil(l / scale))
+        t, left, b, r = _largest_valid_rect(small)
+        t, left = int(np.ceil(t / scale)), int(np.ceil(left / scale))
         b, r = int(b / scale), int(r / scale)
-        if (b - t) * (r - l) >= 0.2 * hole.size and min(b - t, r - l) >= 16:
-            img, hole = img[t:b, l:r], hole[t:b, l:r]
+        if (b - t) * (r - left) >= 0.2 * hole.size and min(b - t, r - left) >= 16:
+            img, hole = img[t:b, left:r], hole[t:b, left:r]
         if hole.any():
             img = cv2.inpaint(img, hole.astype(np.uint8), 5, cv2.INPAINT_TELEA)
     m = max(1, round(0.01 * min(img.shape[:2])))  # the outermost pixels of a mosaic are often smeared
@@ -281,7 +281,7 @@ def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.
         score = float(-(nz * np.log(nz)).sum())
         score += 0.4 * float(frac[ROAD] > 0.01)
 
-        def near(xy: np.ndarray) -> int:
+        def near(xy: np.ndarray, p: np.ndarray = p) -> int:
             if not len(xy):
                 return 0
             d = np.mod(xy - p + size / 2, size) - size / 2
@@ -409,7 +409,7 @@ def render_flight(
 def _finish_shot(shot: _Shot, views: list[InView], spec: FlightSpec) -> None:
     shot.segments = []
     start = shot.start
-    for k, (man, count) in enumerate(zip(shot.spec.maneuvers, shot.counts)):
+    for k, (man, count) in enumerate(zip(shot.spec.maneuvers, shot.counts, strict=False)):
         shot.segments.append(_segment(shot.first_segment + k, start, start + count, shot, man, views, spec))
         start += count
     shot.world = shot.renderer = None  # the cache decides whether the world stays in memory

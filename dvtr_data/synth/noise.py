@@ -44,7 +44,7 @@ class PeriodicNoise:
         """Rows ``[r0, r1)`` of the field rendered at ``n`` x ``n`` samples; about zero mean, unit spread."""
         r1 = n if r1 is None else r1
         out = np.zeros((r1 - r0, n), np.float32)
-        for grid, amp in zip(self.grids, self.amps):
+        for grid, amp in zip(self.grids, self.amps, strict=False):
             if grid.shape[0] > 2 * n:  # finer than the sampling: would only alias
                 continue
             out += amp * sample_periodic(grid, n, r0, r1)

@@ -91,7 +91,7 @@ class Renderer:
         dist = np.sqrt(np.sum((g[0] - (pose.x, pose.y)) ** 2, axis=1) + pose.alt**2)
         haze = HAZE_MAX * (1.0 - np.exp(-dist / HAZE_RANGE_M))
         starts = range(0, h, step)
-        return [(r0, min(h, r0 + step), int(lev), float(a)) for r0, lev, a in zip(starts, levels, haze)]
+        return [(r0, min(h, r0 + step), int(lev), float(a)) for r0, lev, a in zip(starts, levels, haze, strict=False)]
 
     def _ground(self, hmat: np.ndarray, pose: Pose) -> np.ndarray:
         world = self.world
@@ -270,7 +270,7 @@ class Renderer:
         if len(idx):
             scale = self._scale_px(hmat, p)
             tip, _ = _project(hmat, p + sun * 1.7)
-            for i, a, b2, s in zip(idx, _fix(px).tolist(), _fix(tip).tolist(), scale):
+            for i, a, b2, s in zip(idx, _fix(px).tolist(), _fix(tip).tolist(), scale, strict=False):
                 r = max(0.6, 0.28 * s)
                 thick = max(1, int(round(0.35 * s)))
                 cv2.line(frame, tuple(a), tuple(b2), (30, 34, 30), thick, cv2.LINE_AA, 4)
@@ -299,4 +299,4 @@ class Renderer:
         g = g[:, :2] / g[:, 2:3]
         cls = self.world.cover_at(g)
         counts = np.bincount(cls, minlength=len(COVER_NAMES)) / len(cls)
-        return {name: float(f) for name, f in zip(COVER_NAMES, counts) if f > 0}
+        return {name: float(f) for name, f in zip(COVER_NAMES, counts, strict=False) if f > 0}

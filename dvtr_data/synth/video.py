@@ -8,9 +8,9 @@ which is much faster than a per-frame software scaler.
 
 from __future__ import annotations
 
-from fractions import Fraction
 import queue
 import threading
+from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
 
@@ -68,7 +68,7 @@ class Mp4Writer:
             if self._error is None:
                 try:
                     self._encode(yuv)
-                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                except BaseException as exc:
                     self._error = exc
 
     def write(self, rgb: np.ndarray) -> None:
@@ -123,7 +123,7 @@ class Mp4Writer:
             self._join()
             try:
                 self.container.close()
-            except Exception:  # noqa: BLE001 - already failing; the original error matters
+            except Exception:
                 pass
             self.container = None
             self.path.unlink(missing_ok=True)

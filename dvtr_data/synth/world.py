@@ -267,7 +267,7 @@ def _circles(
     cols = np.asarray(colours, np.float64)
     cols = cols[idx].tolist() if cols.ndim == 2 else [cols.tolist()] * len(idx)
     line = cv2.LINE_AA if aa else cv2.LINE_8
-    for (x, y), r, col in zip(pts, rad, cols):
+    for (x, y), r, col in zip(pts, rad, cols, strict=False):
         cv2.circle(img, (x, y), r, col, -1, line, 3)
 
 
@@ -752,7 +752,7 @@ def _compose(
 
 
 def _draw_roads(tex: np.ndarray, roads: list[Road], ctx: _Ctx) -> None:
-    rng, n, res = ctx.rng, ctx.n, ctx.res
+    rng, res = ctx.rng, ctx.res
     suburb = ctx.theme == "suburb"
 
     def line(pts_m: np.ndarray, period: np.ndarray, colour, width_m: float) -> None:
@@ -790,7 +790,7 @@ def _shadows(ctx: _Ctx, b: Buildings, trees: np.ndarray, sun: np.ndarray) -> np.
     """Where the ground lies in shadow (255): building volumes and tree crowns projected along the sun."""
     n, res = ctx.n, ctx.res
     mask = np.zeros((n, n), np.uint8)
-    for rect, h in zip(b.corners, b.heights):
+    for rect, h in zip(b.corners, b.heights, strict=False):
         hull = cv2.convexHull(np.vstack([rect, rect + sun * h]).astype(np.float32))[:, 0, :]
         _fill_poly(mask, hull / res, 255, n)
     if len(trees):
@@ -821,13 +821,13 @@ def _trees(ctx: _Ctx, semantic: np.ndarray, road_dist_m: np.ndarray, occ_free: n
 
 def _draw_roofs(tex: np.ndarray, b: Buildings, ctx: _Ctx, sun_dir: np.ndarray) -> None:
     n, res, rng = ctx.n, ctx.res, ctx.rng
-    for rect, roof, colour in zip(b.corners, b.roofs, b.colours):
+    for rect, roof, colour in zip(b.corners, b.roofs, b.colours, strict=False):
         c0, c1, c2, c3 = rect
         u = (c1 - c0) / (np.linalg.norm(c1 - c0) + 1e-9)
         v = (c3 - c0) / (np.linalg.norm(c3 - c0) + 1e-9)
         width = float(np.linalg.norm(c3 - c0))
 
-        def shade(normal: np.ndarray) -> tuple[float, ...]:
+        def shade(normal: np.ndarray, colour: np.ndarray = colour) -> tuple[float, ...]:
             k = 0.86 + 0.28 * float(normal @ sun_dir)
             return tuple(float(x) for x in np.clip(colour * k, 0, 255))
 

@@ -146,7 +146,7 @@ def _threshold_events(
     out: list[TelemetryEvent] = []
     ref = None
     last_t = -math.inf
-    for t, v in zip(times, values):
+    for t, v in zip(times, values, strict=False):
         if math.isnan(v):
             continue
         if ref is None:

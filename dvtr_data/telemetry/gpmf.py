@@ -107,7 +107,7 @@ def _decode(rec: KLV, type_string: str | None) -> list[tuple]:
         out.append(
             tuple(
                 v / 65536.0 if t == "q" else v / 4294967296.0 if t == "Q" else v
-                for v, t in zip(values, types)
+                for v, t in zip(values, types, strict=False)
             )
         )
     return out
