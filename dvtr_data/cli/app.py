@@ -26,7 +26,7 @@ from dvtr_data.cli.common import (
     progress_bars,
 )
 from dvtr_data.errors import EXIT_CODES, PartialFailure
-from dvtr_data.ingest.stage import STALL_TIMEOUT, IngestConfig
+from dvtr_data.ingest.stage import STALL_TIMEOUT, IngestConfig, check_run_options
 
 # Option defaults are read from the library's config dataclasses, declared once there.
 _INGEST = IngestConfig()
@@ -131,6 +131,8 @@ def ingest_cmd(
         encoder=EncoderSettings(crf=crf, preset=preset, max_height=max_height),
         trust_sidecar=trust_sidecar,
     )
+    config.check()  # every bad option is exit 2 before a cluster starts or a flight is decoded
+    check_run_options(workers, stall_timeout)
     run_on = None
     if executor != "local":
         from dvtr_data.engine import make_executor

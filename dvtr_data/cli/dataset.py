@@ -15,6 +15,7 @@ from rich.text import Text
 
 from dvtr_data.cli.common import progress_bars
 from dvtr_data.errors import UsageError
+from dvtr_data.export.moment_features import FeatureOptions
 from dvtr_data.splits.build import SplitConfig
 
 out = Console(soft_wrap=True)
@@ -50,6 +51,7 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
 
 # Option defaults are read from the split's config dataclass, declared once there.
 _SPLIT = SplitConfig()
+_FEATURES = FeatureOptions()
 _RATIOS = "/".join(f"{share * 100:g}" for share in _SPLIT.ratios)
 
 
@@ -107,11 +109,29 @@ def split_cmd(
         bool | None,
         typer.Option(
             "--recheck/--no-recheck",
-            help="Leakage report: compare every cross-split pair of embeddings again "
-            "(default: when at most 30,000 clips have embeddings; else count the "
-            "exhaustive pair list).",
+            help="Leakage report: compare every cross-split pair exactly whatever the size (default: exactly "
+            "while the comparisons fit --recount-budget, about 110,000 clips, else a seeded sample of clips "
+            "with a stated 95% bound). The recount never trusts the index's pairs.",
         ),
     ] = None,
+    recount_budget: Annotated[
+        int, typer.Option(help="Cross-split comparisons per kind the exact recount may make before it samples.")
+    ] = _SPLIT.recount_budget,
+    caption_glue: Annotated[
+        bool,
+        typer.Option(
+            "--caption-glue/--no-caption-glue",
+            help="Keep clips whose human or imported captions are identical (normalised) on one side of the split; "
+            "generated template captions never glue.",
+        ),
+    ] = _SPLIT.caption_glue,
+    glue_cap: Annotated[
+        int, typer.Option(help="A caption on more clips than this glues none of them (the report says what it cut).")
+    ] = _SPLIT.glue_cap,
+    text_threshold: Annotated[
+        float,
+        typer.Option(help="rapidfuzz ratio (0-100) at or above which two normalised captions are near-identical."),
+    ] = _SPLIT.text_threshold,
 ) -> None:
     """Make leakage-free train/val/test splits: whole flights, places and near-duplicate groups stay in one split.
 
@@ -135,6 +155,10 @@ def split_cmd(
         min_captions=min_captions,
         tolerance=tolerance,
         recheck=recheck,
+        recount_budget=recount_budget,
+        caption_glue=caption_glue,
+        glue_cap=glue_cap,
+        text_threshold=text_threshold,
     )
     with progress_bars("split") as reporter:
         result = split_dataset(dataset, config, progress=reporter.heartbeat("near-duplicates, recount"))
@@ -225,6 +249,21 @@ def export_cmd(
             help="Put sha256 of video/image files in the manifest (slow for big exports).",
         ),
     ] = True,
+    features: Annotated[
+        bool,
+        typer.Option(
+            "--features",
+            help="qvhighlights only: also write CLIP video features per 2-s clip and text features per query, in "
+            "the layout Moment-DETR and MS-DETR read.",
+        ),
+    ] = False,
+    clip_model: Annotated[str, typer.Option(help="open_clip model of --features.")] = _FEATURES.model,
+    clip_pretrained: Annotated[
+        str, typer.Option(help="open_clip pretrained tag of --features; 'none' for random weights (tests).")
+    ] = str(_FEATURES.pretrained),
+    clip_checkpoint: Annotated[
+        Path | None, typer.Option(help="Local weights file for --clip-model (wins over --clip-pretrained).")
+    ] = None,
 ) -> None:
     """Export splits in a layout other tools read unchanged, with a manifest of counts and file hashes.
 
@@ -247,6 +286,13 @@ def export_cmd(
             drop_gps=drop_gps,
             hash_media=hash_media,
             reporter=reporter,
+            features=FeatureOptions(
+                model=clip_model,
+                pretrained=None if clip_pretrained.lower() == "none" else clip_pretrained,
+                checkpoint=clip_checkpoint,
+            )
+            if features
+            else None,
         )
     for name, c in result.counts.items():
         extra = "".join(f", {v} {k}" for k, v in c.items() if k not in ("clips", "captions"))
