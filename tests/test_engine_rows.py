@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pytest
 import torch
@@ -59,6 +60,8 @@ def tiny(name: str) -> object:
 def test_every_registered_row_trains_and_scores(toy: Dataset, name: str) -> None:
     cfg = tiny(name)
     family = get_family(cfg.family)
+    # the tests below reuse this run when it is there, or make it: in any order, this test trains it afresh
+    shutil.rmtree(toy.root / "runs" / f"row-{name}", ignore_errors=True)
     result = run_baseline(cfg, toy.root, device="cpu", run_id=f"row-{name}")
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["status"] == "finished" and set(metrics["final"]) == {"val", "test"}

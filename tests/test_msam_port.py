@@ -7,6 +7,7 @@ built here (no downloads).
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import open_clip
@@ -484,7 +485,8 @@ def test_ablation_options(tiny_model: MSAM) -> None:
 
 def test_dropout_follows_train_mode_and_gradients_flow(tiny_model: MSAM) -> None:
     inputs = tiny_inputs()
-    model = _variant(tiny_model)
+    # a deep copy: train mode and gradients must not leak into the module's tiny_model (a variant shares its CLIP)
+    model = _variant(copy.deepcopy(tiny_model))
     with torch.no_grad():
         eval_a, eval_b = model.losses(*inputs)["kl"], model.losses(*inputs)["kl"]
     assert torch.equal(eval_a, eval_b)
