@@ -278,7 +278,7 @@ def test_remote_url_with_a_personal_access_token_and_hand_computed_status(live: 
             studio.sdk.annotations.create(tasks[clip], result=caption_result(text), lead_time=30.0 + 30 * n)
     run_cli(live, "pull", *base, "--min-words", "3", env=env)
     out = run_cli(live, "status", "--dataset", str(case.root), "--target", "2", env=env)
-    want = hand_figures()  # worked out by hand in test_annotate_support.hand_figures
+    want = hand_figures()  # worked out by hand in dvtr_data.testing.labelstudio.hand_figures
     assert re.search(rf"BLEU-4, leave-one-out within a clip\s*│\s*{want['bleu4']:.3f}", out), out
     assert re.search(rf"CIDEr-D, leave-one-out within a clip\s*│\s*{want['cider_d']:.3f}", out), out
     assert re.search(rf"self-BLEU-4 \(lower = more diverse\)\s*│\s*{want['self_bleu4']:.3f}", out), out

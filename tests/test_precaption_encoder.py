@@ -1,7 +1,7 @@
 """open_clip loading: identity, checkpoints (tensors only), cached tag weights, and fail-fast when weights are absent.
 
-Everything runs on ViT-S-32-alt with random weights; nothing is downloaded. HF_HUB_OFFLINE=1 is set by the Makefile
-and by these tests where it matters.
+Everything runs on ViT-S-32-alt with random weights; nothing is downloaded. HF_HUB_OFFLINE=1 is set for every test
+by tests/conftest.py, and by these tests where it is the condition under test.
 """
 
 from __future__ import annotations

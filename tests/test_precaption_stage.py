@@ -1,6 +1,6 @@
 """The precaption stage end to end on tiny generated clips.
 
-Retrieval correctness uses `ColourEncoder` (test_precaption_support): a clip's embedding is its colour and a
+Retrieval correctness uses `ColourEncoder` (dvtr_data.testing.precaption): a clip's embedding is its colour and a
 caption's is the colour it names, so the right draft is known independently of any weights, and the stage's output
 is checked against a plain full-matrix ranking written here. The real model (ViT-S-32-alt, random weights) is
 checked for consistency with itself and with a bank whose text embeddings the test controls.
