@@ -396,23 +396,28 @@ def cli_command(flights: Path, dataset: Path) -> list[str]:
     return [sys.executable, "-m", "dvtr_data.cli", "ingest", str(flights), "--dataset", str(dataset), "--workers", "1"]
 
 
-def run_and_kill(flights: Path, dataset: Path, when: Callable[[Path], bool], timeout: float = 90.0) -> None:
-    """Start the CLI, SIGKILL its whole process group (workers included) as soon as ``when(dataset)`` holds."""
+def run_and_kill(flights: Path, dataset: Path, when: Callable[[Path], bool]) -> None:
+    """Start the CLI, SIGKILL its whole process group (workers included) as soon as ``when(dataset)`` holds.
+
+    No deadline of its own: a run that ends first fails the test, one that never gets there is stopped by the
+    test's timeout mark.
+    """
     proc = subprocess.Popen(
         cli_command(flights, dataset), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
     )
-    deadline = time.monotonic() + timeout
+    fired = False
     try:
-        while proc.poll() is None and time.monotonic() < deadline:
+        while proc.poll() is None:
             if dataset.exists() and when(dataset):
                 os.killpg(proc.pid, signal.SIGKILL)
+                fired = True
                 break
             time.sleep(0.005)
     finally:
-        if proc.poll() is None and time.monotonic() >= deadline:
+        if proc.poll() is None and not fired:
             os.killpg(proc.pid, signal.SIGKILL)
         _, stderr = proc.communicate(timeout=30)
-    assert proc.returncode == -signal.SIGKILL, (
+    assert fired and proc.returncode == -signal.SIGKILL, (
         f"the run was not killed at {when.__name__} (exit {proc.returncode}): {stderr.decode()[-2000:]}"
     )
 
