@@ -190,7 +190,8 @@ class Studio:
 
     def projects(self) -> list[dict[str, Any]]:
         pager = self.call("listing projects", self.sdk.projects.list, page_size=100)
-        return [plain(p) for p in self.call("listing projects", list, pager)]
+        items: list[Any] = self.call("listing projects", list, pager)  # the pager's pages, fetched here
+        return [plain(p) for p in items]
 
     def project(self, project_id: int) -> dict[str, Any] | None:
         """The project, or None when it no longer exists (deleted in the UI: the caller looks for it or recreates it)."""

@@ -218,11 +218,12 @@ def validate(name: str, table: pa.Table | list[dict]) -> pa.Table:
     """
     spec = schema_of(name)
     if isinstance(table, list):
-        missing = {c for row in table for c in spec.schema.names if c not in row}
-        extra = {c for row in table for c in row if c not in spec.schema.names}
-        if missing or extra:
+        absent_keys = {c for row in table for c in spec.schema.names if c not in row}
+        extra_keys = {c for row in table for c in row if c not in spec.schema.names}
+        if absent_keys or extra_keys:
             raise SchemaError(
-                f"{name}: rows do not match schema {spec.tag}: missing {sorted(missing)}, extra {sorted(extra)}"
+                f"{name}: rows do not match schema {spec.tag}: missing {sorted(absent_keys)}, "
+                f"extra {sorted(extra_keys)}"
             )
         try:
             table = pa.Table.from_pylist(table, schema=spec.schema)

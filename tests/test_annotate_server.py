@@ -101,7 +101,7 @@ def _write_drafts(ds: Dataset, model: str, hostile_clip: str | None = None) -> N
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     try:
         server.ensure_venv()
-    except Exception as exc:  # noqa: BLE001 - any failure to build the env means the server cannot run here
+    except Exception as exc:  # any failure to build the env means the server cannot run here
         pytest.skip(f"the Label Studio server cannot run here: its environment could not be created ({exc})")
     from dvtr_data.ingest import IngestConfig, ingest
     from dvtr_data.ingest.windows import WindowRule

@@ -47,8 +47,8 @@ def _cached_weight_file(model: str, tag: str) -> Path | None:
         try:
             from huggingface_hub import try_to_load_from_cache
         except ImportError:  # pragma: no cover - open_clip depends on it
-            try_to_load_from_cache = None
-        if try_to_load_from_cache is not None:
+            pass
+        else:
             repo, filename = os.path.split(hub)
             names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
             for name in names:
@@ -75,6 +75,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A CLIP state dict from a weights file; OpenAI's TorchScript archives are read with ``torch.jit.load``."""
     if not path.is_file():
         raise InputError(f"CLIP checkpoint {path} does not exist")
+    state: Any  # whatever the file holds; checked to be a non-empty dict below
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

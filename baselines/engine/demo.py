@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from dvtr_data.dataset import Dataset
 
@@ -49,7 +50,7 @@ def run_demo_baseline(
     else:
         say(f"baseline {cfg.name}: {cfg.description}")
         result = run_baseline(cfg, ds.root, split_train="train", split_eval=("val", "test"), device=device, run_id=DEMO_RUN_ID, log=say)
-    final = result.final.get("test") or next(iter(result.final.values()), {})
+    final: dict[str, Any] = result.final.get("test") or next(iter(result.final.values()), {})
     r1 = final.get("paper", {}).get("t2v", {}).get("R1") if final else None
     if final:
         p, s = final["paper"], final["single"]

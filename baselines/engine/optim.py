@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from typing import overload
 
 import torch
 from torch import nn
@@ -104,6 +105,13 @@ class BertAdam(torch.optim.Optimizer):
             steps = [self.state[p]["step"] for p in group["params"] if p in self.state and "step" in self.state[p]]
             out.append(self.scheduled_lr(group, steps[0] if steps else 0))
         return out
+
+    # The overloads mirror torch.optim.Optimizer.step's, so the override keeps its signature (no closure, no loss).
+    @overload
+    def step(self, closure: None = None) -> None: ...
+
+    @overload
+    def step(self, closure: Callable[[], float]) -> float: ...
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:

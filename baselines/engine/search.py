@@ -270,7 +270,7 @@ def open_index(
     if path.is_file():
         try:  # the index is derived data: a damaged one is rebuilt, never trusted or loaded unsafely
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception:  # noqa: BLE001
+        except Exception:
             state = {}
         if isinstance(state, dict) and state.get("format") == INDEX_FORMAT and state.get("fingerprint") == fingerprint:
             return model, cfg, _to(SearchIndex.from_state(state), dev), path

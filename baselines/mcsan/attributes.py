@@ -684,7 +684,7 @@ def mine_vocabulary(
     sizes = {**DEFAULT_SIZES, **(sizes or {})}
     if any(v < 1 for v in sizes.values()) or min_count < 1:
         raise UsageError("attribute vocabulary sizes and min_count must be >= 1")
-    counters = {lv: Counter() for lv in LEVELS}
+    counters: dict[str, Counter[str]] = {lv: Counter() for lv in LEVELS}
     for cap in captions:
         for lv, attrs in cap.attributes().items():
             counters[lv].update(set(attrs))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -30,7 +31,7 @@ def plain(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
-def _set_labels(ax: Any, axis: str, positions: list[float], labels: list[str]) -> None:
+def _set_labels(ax: Any, axis: str, positions: Sequence[float], labels: list[str]) -> None:
     """Fixed tick positions with literal labels (a categorical axis would also accept them, unescaped)."""
     setter = ax.set_yticks if axis == "y" else ax.set_xticks
     setter(positions, labels=[plain(x) for x in labels])

@@ -135,7 +135,7 @@ def regions(points: list[tuple[float, float]], cell: float = REGION_CELL_DEG) ->
     members: dict[tuple[int, int], list[int]] = {}
     for i, k in enumerate(keys):
         members.setdefault(find(k), []).append(i)
-    out = []
+    out: list[dict[str, Any]] = []
     for idx in members.values():
         pts = arr[idx]
         lat, lon = float(pts[:, 0].mean()), float(pts[:, 1].mean())

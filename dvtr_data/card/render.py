@@ -111,8 +111,8 @@ def _thumbnails(candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for c in candidates:
         try:
-            with Image.open(c["keyframe"]) as im:
-                im = im.convert("RGB")
+            with Image.open(c["keyframe"]) as src:
+                im = src.convert("RGB")
                 im.thumbnail(THUMB_SIZE)
                 buf = io.BytesIO()
                 im.save(buf, format="JPEG", quality=80)

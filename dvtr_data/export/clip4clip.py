@@ -27,8 +27,9 @@ def write_clip4clip(view: ExportView, stage: Path, *, media: str) -> dict[str, A
     captions = {c.export_id: c.tokens for c in clips}
     sources = {c.source for c in clips}
     protocol = DEFAULT_PROTOCOL
-    if len(sources) == 1 and None not in sources:
-        recorded = view.import_meta.get(next(iter(sources)), {}).get("pickle_protocol")
+    only_source = next(iter(sources)) if len(sources) == 1 else None
+    if only_source is not None:
+        recorded = view.import_meta.get(only_source, {}).get("pickle_protocol")
         if isinstance(recorded, int) and 2 <= recorded <= pickle.HIGHEST_PROTOCOL:
             protocol = recorded
     (stage / "raw-captions.pkl").write_bytes(pickle.dumps(captions, protocol=protocol))

@@ -213,7 +213,7 @@ def size_category(n: int) -> str:
 
 def hub_readme(view: ExportView, *, drop_gps: bool) -> str:
     """The export's ``README.md``: hub front matter, and a body saying what the files hold on what terms."""
-    clip_flights = {c.clip.get("flight_id") for c in view.all_clips() if c.source is None}
+    clip_flights = {c.clip["flight_id"] for c in view.all_clips() if c.source is None}  # never null in clips
     flights_t = view.dataset.read_table("flights")
     by_flight = {r["flight_id"]: r for r in flights_t.select(["flight_id", "licence", "owner"]).to_pylist()}
     licences = [by_flight.get(f, {}).get("licence") for f in sorted(clip_flights)]

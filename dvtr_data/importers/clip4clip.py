@@ -81,16 +81,17 @@ def read_clip4clip(path: Path, media_dir: Path | None = None) -> Published:
     index = MediaIndex(media_dir or folder, VIDEO_SUFFIXES)
     items = []
     for vid, caps in data.items():
-        split, pos = split_of.get(vid, (None, None))
+        listed = split_of.get(vid)  # (split, position in its list); None for a video in no list
+        item_split, list_order = listed if listed is not None else (None, None)
         items.append(
             PublishedItem(
                 source_id=vid,
                 captions=[" ".join(c) for c in caps],
                 tokens=[list(c) for c in caps],
-                split=split,
-                list_order=pos,
+                split=item_split,
+                list_order=list_order,
                 media=index.find(
-                    [vid + s for s in VIDEO_SUFFIXES] + [vid.strip() + s for s in VIDEO_SUFFIXES], split
+                    [vid + s for s in VIDEO_SUFFIXES] + [vid.strip() + s for s in VIDEO_SUFFIXES], item_split
                 ),
             )
         )

@@ -125,7 +125,7 @@ class MediaIndex:
             hits = self.by_name.get(name, [])
             if len(hits) == 1:
                 return hits[0]
-            if hits and split:
+            if hits and split and self.root is not None:  # (hits imply a root: nothing is indexed without one)
                 inside = [
                     p
                     for p in hits

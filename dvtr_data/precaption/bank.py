@@ -125,7 +125,7 @@ def _class_sentences(cls: SceneClass, quota: dict[str, int]) -> list[str]:
                       if a != b],
         "view": [f"{v} of {n}" for v in VIEWS for n in nouns],
     }
-    out = []
+    out: list[str] = []
     for pattern, candidates in patterns.items():
         k = min(quota[pattern], len(candidates))
         out.extend(_sentence(s) for s in rng.sample(candidates, k))

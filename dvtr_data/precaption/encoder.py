@@ -351,7 +351,7 @@ class ClipEncoder:
         if not n:
             return out
         tokens = self.tokenizer(list(texts))
-        order = np.arange(n)
+        order: np.ndarray = np.arange(n)
         if self.trim_text:
             # sort by length so each batch trims to its own longest caption
             lengths = tokens.argmax(dim=-1).numpy()

@@ -348,6 +348,8 @@ def _probes(x: np.ndarray, nlist: int, nprobe: int, seed: int) -> np.ndarray:
         d, nlist, niter=10, spherical=True, seed=seed, max_points_per_centroid=TRAIN_PER_CELL
     )
     kmeans.train(sample)
+    if kmeans.centroids is None:  # faiss sets them in train(); None would be a faiss failure
+        raise RuntimeError("faiss k-means training left no centroids")
     quantizer = faiss.IndexFlatIP(d)
     quantizer.add(kmeans.centroids)
     probes = np.empty((n, nprobe), dtype=np.int64)
@@ -490,6 +492,7 @@ def hash_neighbours(
         return _empty()
     codes = values.view(np.uint8).reshape(m, 8)
     plan = tables or hash_tables(m, max_distance)
+    index: faiss.IndexBinary
     if plan is None:
         index = faiss.IndexBinaryFlat(64)
     else:
@@ -497,8 +500,9 @@ def hash_neighbours(
             raise ValueError(
                 f"{plan[0]} strings with {plan[1]} flips cannot find pairs {max_distance} bits apart"
             )
-        index = faiss.IndexBinaryMultiHash(64, plan[0], 64 // plan[0])
-        index.nflip = plan[1]
+        multi = faiss.IndexBinaryMultiHash(64, plan[0], 64 // plan[0])
+        multi.nflip = plan[1]
+        index = multi
     index.add(codes)
     found_a: list[np.ndarray] = []
     found_b: list[np.ndarray] = []

@@ -208,6 +208,7 @@ def leakage(
     keys = [f"{a}-{b}" for a, b in combinations(SPLIT_NAMES, 2)]
     report: dict[str, Any] = {"threshold": threshold, "max_hamming": max_hamming}
     cos: dict[str, Any] | None = None
+    cos_examples: list[dict[str, Any]] = []
     if vectors is not None and vector_rows is not None and len(vectors):
         cos = recount(
             split,
@@ -219,6 +220,14 @@ def leakage(
             seed=seed,
             progress=progress,
         )
+        cos_examples = [
+            {
+                "a": clip_ids[i],
+                "b": clip_ids[j],
+                "cosine": round(float(rescore_cosine(vectors, vector_rows[[i]], vector_rows[[j]])[0]), 4),
+            }
+            for i, j in cos["examples"]
+        ]
     report["cosine_check"] = cos["method"] if cos else None
     report["embedding_pairs_checked"] = cos["comparisons"] if cos else 0
     report["cosine_pairs"] = cos["ours"] if cos else {}
@@ -226,21 +235,7 @@ def leakage(
     report["max_cross_split_cosine"] = (
         {k: round(cos["best"][k], 4) if k in cos["best"] else None for k in keys} if cos else {}
     )
-    report["cosine_examples"] = (
-        [
-            {
-                "a": clip_ids[i],
-                "b": clip_ids[j],
-                "cosine": round(
-                    float(rescore_cosine(vectors, vector_rows[[i]], vector_rows[[j]])[0]),  # type: ignore[arg-type]
-                    4,
-                ),
-            }
-            for i, j in cos["examples"]
-        ]
-        if cos
-        else []
-    )
+    report["cosine_examples"] = cos_examples
     if cos and "sample" in cos:
         report["cosine_sample"] = cos["sample"]
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import srt
@@ -528,7 +529,7 @@ def _speed(match: re.Match | None) -> float | None:
     return value / 3.6 if match.group(2) == "km/h" else value
 
 
-def _timestamp(body: str) -> datetime | None | bool:
+def _timestamp(body: str) -> datetime | None | Literal[False]:
     """The first wall-clock timestamp in a cue; ``False`` when one is there but invalid."""
     m = _TIMESTAMP_RE.search(body)
     if m is None:

@@ -109,21 +109,27 @@ def match_sidecar(
             )
     problems_note = " (cue times assumed 1 per second)" if source == "assumed-1hz" else ""
 
-    kw = {
-        "tolerance_s": tol,
-        "sidecar_start_s": start,
-        "sidecar_duration_s": covered,
-        "video_duration_s": float(video_duration_s),
-        "n_cues": n,
-    }
+    def verdict(v: Verdict, message: str, found: tuple[str, ...]) -> SidecarMatch:
+        """The verdict with the figures both outcomes report."""
+        return SidecarMatch(
+            v,
+            message,
+            found,
+            tolerance_s=tol,
+            sidecar_start_s=start,
+            sidecar_duration_s=covered,
+            video_duration_s=float(video_duration_s),
+            n_cues=n,
+        )
+
     if problems:
         message = (
             f"{label} does not match its video: {'; '.join(problems)}{problems_note} "
             f"(tolerance {format_duration(tol)}); its telemetry is not attached (pass {trust_option} to attach it)"
         )
-        return SidecarMatch("mismatch", message, tuple(problems), **kw)
+        return verdict("mismatch", message, tuple(problems))
     message = (
         f"{label} matches its video: {n} cues over {format_duration(covered)} for "
         f"{format_duration(video_duration_s)} of video (tolerance {format_duration(tol)}){problems_note}"
     )
-    return SidecarMatch("match", message, (), **kw)
+    return verdict("match", message, ())
