@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dvtr_data.schemas.dataset_tables
 import dvtr_data.schemas.lineage_tables
-import dvtr_data.schemas.precaption_tables  # noqa: F401  (embeddings, precaptions, tags)
+import dvtr_data.schemas.precaption_tables  # embeddings, precaptions, tags
+import dvtr_data.schemas.release_tables  # noqa: F401  (releases)
 from dvtr_data.schemas.tables import (
     SCHEMA_METADATA_KEY,
     TABLES,

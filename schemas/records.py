@@ -181,7 +181,30 @@ class ImportRow(Row):
     media_path: str | None = None
 
 
-RECORDS: dict[str, type[Row]] = {cls.TABLE: cls for cls in (FlightRow, ClipRow, CaptionRow, SplitRow, ImportRow)}
+@dataclass
+class ReleaseRow(Row):
+    """One row of ``releases`` (schema releases/1)."""
+
+    TABLE: ClassVar[str] = "releases"
+
+    release: str
+    path: str
+    created_at: datetime
+    tool_version: str
+    clips: int
+    train_clips: int
+    val_clips: int
+    test_clips: int
+    captions: int
+    splits_sha256: str
+    captions_sha256: str
+    manifest_sha256: str
+    previous: str | None = None
+
+
+RECORDS: dict[str, type[Row]] = {
+    cls.TABLE: cls for cls in (FlightRow, ClipRow, CaptionRow, SplitRow, ImportRow, ReleaseRow)
+}
 
 
 def to_rows(records: list[Row]) -> list[dict[str, Any]]:

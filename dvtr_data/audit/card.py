@@ -57,4 +57,39 @@ def card_audit(ds: Dataset) -> dict[str, Any] | None:
         "long_above": caps["long_above_words"],
         "usual_captions": per["usual"],
         "fewer_than_usual": per["fewer_than_usual"]["clips"],
+        "releases": _card_releases(ds, report.get("releases")),
+    }
+
+
+def _card_releases(ds: Dataset, changes: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The frozen releases and what changed: the comparison `audit --compare` wrote, else the latest release
+    against the dataset now. None when nothing was frozen."""
+    from dvtr_data.splits import releases
+
+    rows = releases.list_releases(ds)
+    if not rows:
+        return None
+    if changes is None:
+        changes = releases.compare(ds, rows[-1]["release"])
+    caps = changes["captions"]
+    return {
+        "list": [
+            {
+                "name": r["release"],
+                "created_at": r["created_at"].isoformat(timespec="seconds"),
+                "train": r["train_clips"],
+                "val": r["val_clips"],
+                "test": r["test_clips"],
+                "captions": r["captions"],
+            }
+            for r in rows
+        ],
+        "from": changes["from"],
+        "to": changes["to"],
+        "clips": [{"split": k, **v} for k, v in changes["clips"].items()],
+        "captions_added": caps["added"],
+        "captions_changed": caps["changed"],
+        "captions_removed": caps["removed"],
+        "moved": changes["moved"]["count"],
+        "moved_out_of_test": changes["moved"]["out_of_test"],
     }

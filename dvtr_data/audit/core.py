@@ -11,6 +11,9 @@ on a set someone else made:
   Only accepted captions count here, as an export would carry;
 * ids (``imports.source_id``, else the clip ids): ids equal once whitespace is removed and case folded, ids with
   leading or trailing whitespace, and ids that are another id plus a space-separated suffix (``"X "``, ``"X 1"``);
+* with ``compare``, what changed between two frozen releases, or a release and the dataset now
+  (`dvtr_data.splits.releases.compare`): clips added, removed and moved per split; captions added, changed and
+  removed;
 * every submitted caption: empty after normalisation, very short (fewer than ``SHORT_WORDS`` words), very long
   (more than ``LONG_WORDS``); and clips with fewer captions than most clips have.
 
@@ -38,11 +41,23 @@ MAX_EXAMPLES = 5
 
 
 def audit_dataset(
-    dataset: Dataset | str | Path, *, write: bool = True, threshold: float = NEAR_THRESHOLD
+    dataset: Dataset | str | Path,
+    *,
+    write: bool = True,
+    threshold: float = NEAR_THRESHOLD,
+    compare: str | None = None,
+    compare_to: str | None = None,
 ) -> dict[str, Any]:
-    """Audit ``dataset``; with ``write``, also write ``audit.json`` beside its tables (atomically)."""
+    """Audit ``dataset``; with ``write``, also write ``audit.json`` beside its tables (atomically).
+
+    ``compare`` names a frozen release: the report's ``releases`` section says what changed from it to release
+    ``compare_to`` (default: the dataset now). Names are checked before any other work.
+    """
+    from dvtr_data.splits import releases
+
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
+    changes = releases.compare(ds, compare, compare_to) if compare else None
     captions = ds.read_table("captions")
     imports = ds.read_table("imports") if ds.has_table("imports") else None
     clips = ds.read_table("clips") if ds.has_table("clips") else None
@@ -60,6 +75,7 @@ def audit_dataset(
         "ids": _ids(imports, clips, split_of),
         "captions": _caption_checks(captions),
         "captions_per_clip": _per_clip(captions, clips),
+        "releases": changes,
     }
     if write:
         atomic_write_bytes(

@@ -123,6 +123,34 @@ def render(report: dict[str, Any], console: Console) -> None:
         _safe(few["examples"][0], 40) if few["examples"] else "",
     )
     console.print(t)
+    if report.get("releases"):
+        render_changes(report["releases"], console)
+
+
+def render_changes(changes: dict[str, Any], console: Console) -> None:
+    """The diff of two releases (`releases.diff`): clips per split, then one line on captions."""
+    t = Table(
+        title=f"changes from release {changes['from']} to {changes['to']}",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("split", "before", "after", "added", "removed", "moved in", "moved out"):
+        t.add_column(col, justify="left" if col == "split" else "right", no_wrap=True)
+    for name, c in changes["clips"].items():
+        t.add_row(
+            name,
+            *(str(c[k]) for k in ("before", "after", "added", "removed", "moved_in", "moved_out")),
+        )
+    console.print(t)
+    caps = changes["captions"]
+    console.print(
+        f"captions: {caps['before']} -> {caps['after']}: {caps['added']} added, {caps['changed']} changed, "
+        f"{caps['removed']} removed; clips moved between splits: {changes['moved']['count']} "
+        f"({changes['moved']['out_of_test']} out of test)",
+        highlight=False,
+        markup=False,
+    )
 
 
 def _pct(x: float | None) -> str:

@@ -27,7 +27,7 @@ from dvtr_data.annotation.categories import annotated_categories
 from dvtr_data.dataset import Dataset, atomic_write_bytes
 from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.lineage import captions_on_current_clips
-from dvtr_data.splits import neardup, text_leakage
+from dvtr_data.splits import neardup, releases, text_leakage
 from dvtr_data.splits.assign import SPLIT_NAMES, Unit, assign
 from dvtr_data.splits.groups import build_groups, location_cells
 from dvtr_data.splits.report import RECOUNT_BUDGET, leakage, split_sizes
@@ -108,6 +108,7 @@ class SplitResult:
     groups: int
     report_path: Path
     report: dict[str, Any] = field(repr=False)
+    release: dict[str, Any] | None = field(default=None, repr=False)  # the manifest, when frozen
 
 
 @dataclass
@@ -176,17 +177,26 @@ def split_dataset(
     dataset: Dataset | str | Path,
     config: SplitConfig | None = None,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    freeze: str | None = None,
 ) -> SplitResult:
     """Compute and write the splits of ``dataset``; see the module docstring for the steps.
 
     ``progress(done, total)`` follows the long steps one after the other (the near-duplicate searches, then the
-    report's recount), so ``total`` changes between steps.
+    report's recount), so ``total`` changes between steps. With ``freeze``, the splits just written are frozen
+    as that release (`releases.freeze_locked`) under the same write lock, so no other writer comes between.
+    Clips of earlier releases keep their frozen split in any case.
     """
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
     cfg = (config or SplitConfig()).check()
+    if freeze is not None:
+        releases.check_new_name(ds, freeze)  # before the long work, not after
     with ds.writing(WRITER):
-        return _split(ds, cfg, progress)
+        result = _split(ds, cfg, progress)
+        if freeze is not None:
+            result.release = releases.freeze_locked(ds, freeze)
+        return result
 
 
 def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] | None = None) -> SplitResult:
@@ -207,7 +217,9 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
     n_acc = np.array([n_acc_map.get(c, 0) for c in clips.ids], dtype=np.int64)
 
     imports = ds.read_table("imports")
-    pinned_of = {}
+    # clips of a frozen release keep their split; an import's published split is pinned the same way
+    frozen_of, frozen_from = releases.frozen_splits(ds)
+    pinned_of = dict(frozen_of)
     imported_ids: set[str] = set(imports.column("clip_id").to_pylist())
     for cid, sp in zip(
         imports.column("clip_id").to_pylist(), imports.column("source_split").to_pylist(), strict=True
@@ -216,6 +228,7 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             pinned_of[cid] = sp
     imported = np.array([c in imported_ids for c in clips.ids], dtype=bool)
     pinned = np.array([pinned_of.get(c, "") for c in clips.ids], dtype=object)
+    frozen = np.array([c in frozen_of for c in clips.ids], dtype=bool)
 
     # eligibility -----------------------------------------------------------------------------------------------
     reason: list[str | None] = [None] * n
@@ -324,12 +337,12 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
         gl = idx[members]
         kind = groups.kinds[g]
         if any(pinned[i] for i in gl) and kind == "clip":
-            kind = "published"
+            kind = "frozen" if all(frozen[i] or not pinned[i] for i in gl) else "published"
         for i in gl:
             group_id[i] = groups.group_ids[g]
             group_kind[i] = kind
             if g in conflicts and not pinned[i]:
-                reason[i] = "near-duplicate of published clips in several splits"
+                reason[i] = "linked to published or frozen clips in several splits"
             else:
                 split[i] = pinned[i] or placed[groups.group_ids[g]]
 
@@ -399,6 +412,7 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
         "sizes": sizes,
         "sizes_own": own_sizes,
         "imported_clips": int(imported.sum()),
+        "frozen": _frozen_summary(split, frozen, frozen_of, frozen_from, clips.ids),
         "leakage": leak,
         "excluded": {
             "count": len(excluded),
@@ -433,6 +447,32 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
         report_path=report_path,
         report=report,
     )
+
+
+def _frozen_summary(
+    split: np.ndarray,
+    frozen: np.ndarray,
+    frozen_of: dict[str, str],
+    frozen_from: dict[str, str],
+    clip_ids: list[str],
+) -> dict[str, Any]:
+    """Frozen clips kept (all of them, by construction: checked here from the result, not trusted), frozen clips
+    no longer in the dataset, and the clips placed outside any release."""
+    present = set(clip_ids)
+    pairs = list(zip(clip_ids, split.tolist(), frozen.tolist(), strict=True))
+    moved = [c for c, s, f in pairs if f and s != frozen_of[c]]
+    if moved:
+        raise DatasetError(
+            f"internal: split moved {len(moved)} frozen clip(s), e.g. {moved[0]}; nothing written"
+        )
+    new = Counter(s for _c, s, f in pairs if not f and s in SPLIT_NAMES)
+    return {
+        "releases": sorted(set(frozen_from.values())),
+        "clips_kept": int(frozen.sum()),
+        "clips_gone": sorted(c for c in frozen_of if c not in present)[:20],
+        "clips_gone_count": sum(1 for c in frozen_of if c not in present),
+        "new_clips_placed": {s: int(new.get(s, 0)) for s in SPLIT_NAMES},
+    }
 
 
 def read_split_report(dataset: Dataset) -> dict[str, Any] | None:
