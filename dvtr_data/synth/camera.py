@@ -185,13 +185,13 @@ def fly(
     a = alt
     i = pre
     for k, (m, c) in enumerate(zip(maneuvers, counts, strict=False)):
-        fwd, right, up, yaw_rate = _controls(m, a)
-        if up < 0:  # never descend into the ground
-            up = -min(-up, max(0.0, (a - MIN_ALT_M) / (c / fps)))
-        if up > 0:
-            up = min(up, max(0.0, (MAX_ALT_M - a) / (c / fps)))
-        a += up * c / fps
-        ctl[i:i + c] = (fwd, right, up, yaw_rate, m.gimbal_pitch)
+        m_fwd, m_right, m_up, m_yaw_rate = _controls(m, a)
+        if m_up < 0:  # never descend into the ground
+            m_up = -min(-m_up, max(0.0, (a - MIN_ALT_M) / (c / fps)))
+        if m_up > 0:
+            m_up = min(m_up, max(0.0, (MAX_ALT_M - a) / (c / fps)))
+        a += m_up * c / fps
+        ctl[i:i + c] = (m_fwd, m_right, m_up, m_yaw_rate, m.gimbal_pitch)
         which[i - pre:i - pre + c] = k
         i += c
     ctl[:pre] = ctl[pre]

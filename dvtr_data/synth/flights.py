@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -99,6 +99,15 @@ class FlightSpec:
 
 
 # ------------------------------------------------------------------------------------------------ timeline
+class _Live(NamedTuple):
+    """What a shot has while it is being rendered (from `_prepare` to `_finish_shot`)."""
+
+    traj: Trajectory
+    world: World
+    renderer: Renderer
+    when: datetime
+
+
 @dataclass
 class _Shot:
     spec: ShotSpec
@@ -117,6 +126,12 @@ class _Shot:
     segments: list[dict[str, Any]] | None = None  # its truth, filled once its last frame is rendered
     place: str = ""
     home: tuple[float, float] = (0.0, 0.0)
+
+    def live(self) -> _Live:
+        """Its path, world, renderer and clock; an error outside `_prepare` .. `_finish_shot` (a bug here)."""
+        if self.traj is None or self.world is None or self.renderer is None or self.when is None:
+            raise RuntimeError(f"shot {self.index} is used before it is prepared or after it is finished")
+        return _Live(self.traj, self.world, self.renderer, self.when)
 
 
 @dataclass
@@ -141,8 +156,8 @@ def _timeline(spec: FlightSpec) -> _Timeline:
         seg += len(counts)
     n = pos
     owner = np.zeros(n, np.int64)
-    for s in shots:
-        owner[s.start:s.end] = s.index
+    for sh in shots:
+        owner[sh.start:sh.end] = sh.index
     mix: list[list[tuple[int, float]]] = [[(int(owner[i]), 1.0)] for i in range(n)]
     cuts: list[int] = []
     fades: list[dict[str, Any]] = []
@@ -231,7 +246,7 @@ def load_backdrop(path: Path | str) -> np.ndarray:
     if img is None or img.size == 0 or img.ndim not in (2, 3) or min(img.shape[:2]) < 16:
         raise InputError(f"cannot read the backdrop image {p}", hint="give a PNG, JPEG or TIFF aerial photo")
     if img.dtype != np.uint8:  # 16-bit or float orthophotos
-        img = cv2.normalize(img, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        img = cv2.normalize(img, np.empty_like(img), 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
     if img.ndim == 2:
         img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
     hole = np.zeros(img.shape[:2], bool)
@@ -269,10 +284,11 @@ def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.
     movers = [a for a in movers if len(a)]
     movers_xy = np.vstack(movers) if movers else np.zeros((0, 2))
     centers = world.buildings.centers
-    best: tuple[float, np.ndarray] | None = None
+    best_score = -math.inf
+    p: np.ndarray = np.zeros(2)  # the best start so far
     for _ in range(48):
-        p = rng.uniform(0, size, 2)
-        ci, cj = int(p[1] / cell), int(p[0] / cell)
+        q = rng.uniform(0, size, 2)
+        ci, cj = int(q[1] / cell), int(q[0] / cell)
         rows = np.arange(ci - r_cells, ci + r_cells + 1) % m
         cols = np.arange(cj - r_cells, cj + r_cells + 1) % m
         win = world.semantic[np.ix_(rows, cols)]
@@ -281,16 +297,15 @@ def _pick_start(world: World, rng: np.random.Generator, alt: float) -> tuple[np.
         score = float(-(nz * np.log(nz)).sum())
         score += 0.4 * float(frac[ROAD] > 0.01)
 
-        def near(xy: np.ndarray, p: np.ndarray = p) -> int:
+        def near(xy: np.ndarray, q: np.ndarray = q) -> int:
             if not len(xy):
                 return 0
-            d = np.mod(xy - p + size / 2, size) - size / 2
+            d = np.mod(xy - q + size / 2, size) - size / 2
             return int((np.hypot(d[:, 0], d[:, 1]) < radius).sum())
 
         score += 0.25 * min(near(centers), 4) + 0.15 * min(near(movers_xy), 6) + float(rng.uniform(0, 0.1))
-        if best is None or score > best[0]:
-            best = (score, p)
-    p = best[1]
+        if score > best_score:  # finite, so the first candidate is always taken
+            best_score, p = score, q
     yaw = float(rng.uniform(0, 360))
     if world.roads and rng.random() < 0.5:  # pilots like to follow roads
         road = world.roads[int(rng.integers(len(world.roads)))]
@@ -362,7 +377,8 @@ def render_flight(
                 if shot.traj is None:
                     _prepare(shot, spec, cache, backdrop, backdrop_name)
                 j = i - shot.start  # frame index within the shot (negative in a cross-fade's lead-in)
-                frame, view = shot.renderer.render(shot.traj.pose(j + shot.pre), j / fps)
+                live = shot.live()
+                frame, view = live.renderer.render(live.traj.pose(j + shot.pre), j / fps)
                 parts.append((frame, wgt))
                 if k == tl.owner[i]:
                     owner_views[i] = view
@@ -377,9 +393,11 @@ def render_flight(
             else:
                 frame = parts[0][0]
             own = tl.shots[int(tl.owner[i])]
+            own_live = own.live()
+            t = own_live.traj
             j = i - own.start + own.pre
             yuv = cv2.cvtColor(frame, cv2.COLOR_RGB2YUV_I420)
-            own.renderer.sensor(yuv, float(own.traj.gain[j]))
+            own_live.renderer.sensor(yuv, float(t.gain[j]))
             if i in tl.white:  # an editor's fade: white (Y 235, U = V = 128 in limited range) over the camera's frame
                 w = parts[0][1]
                 h = spec.height
@@ -387,9 +405,9 @@ def render_flight(
                 yuv[h:] = cv2.addWeighted(yuv[h:], w, yuv[h:], 0.0, 128.0 * (1.0 - w))
             writer.write_yuv(yuv)
             visible.append(sorted(classes))
-            t = own.traj
             cues.append(make_cue(
-                i, fps, own.when + timedelta(seconds=(i - own.start) / fps), own.world.home, own.home_alt,
+                i, fps, own_live.when + timedelta(seconds=(i - own.start) / fps), own_live.world.home,
+                own.home_alt,
                 float(t.x[j]), float(t.y[j]), float(t.alt[j]), float(t.yaw[j]), float(t.pitch[j]),
                 float(t.speed[j]), float(t.vz[j]), float(t.gain[j])))
             for k, end in last_use.items():
@@ -422,8 +440,12 @@ def _dumps(obj: Any) -> str:
 
 def _truth(spec: FlightSpec, tl: _Timeline, visible: list[list[str]]) -> dict[str, Any]:
     fps = Fraction(spec.fps)
-    segments = [seg for shot in tl.shots for seg in shot.segments]
-    runs = []
+    segments: list[dict[str, Any]] = []
+    for shot in tl.shots:
+        if shot.segments is None:
+            raise RuntimeError(f"shot {shot.index} was never finished")
+        segments += shot.segments
+    runs: list[dict[str, Any]] = []
     for i, classes in enumerate(visible):
         if runs and runs[-1]["classes"] == classes:
             runs[-1]["end_frame"] = i + 1
@@ -457,7 +479,8 @@ def _truth(spec: FlightSpec, tl: _Timeline, visible: list[list[str]]) -> dict[st
 
 def _segment(index: int, s0: int, s1: int, shot: _Shot, man: Maneuver, views: list[InView],
              spec: FlightSpec) -> dict[str, Any]:
-    world, traj = shot.world, shot.traj
+    live = shot.live()
+    world, traj = live.world, live.traj
     fps = float(spec.fps)
     n = s1 - s0
     covers = {c: 0.0 for c in COVER_NAMES}

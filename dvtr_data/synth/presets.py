@@ -5,12 +5,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
 from dvtr_data.errors import UsageError
 from dvtr_data.synth.camera import Maneuver as M
 from dvtr_data.synth.flights import FlightSpec, Progress, ShotSpec, WorldCache, load_backdrop, render_flight
+
+
+class _WorldOptions(TypedDict, total=False):
+    """The FlightSpec fields a preset's flights share: typed, so that `FlightSpec(..., **w)` is checked."""
+
+    seed: int
+    world_px: int
+    world_res_m: float
+    x264_preset: str
+    crf: int
 
 
 def _rng(seed: int, salt: int) -> tuple[np.random.Generator, Callable[[], int], Callable[[], int]]:
@@ -23,7 +34,7 @@ def tiny(seed: int) -> list[FlightSpec]:
     through black, and an uncut shot through every kind of maneuver. For tests: a few seconds to generate."""
     rng, place, sign = _rng(seed, 1)
     suburb, coast, farm, forest, lake = place(), place(), place(), place(), place()
-    common = {"seed": seed, "world_px": 1024, "world_res_m": 0.25}
+    common: _WorldOptions = {"seed": seed, "world_px": 1024, "world_res_m": 0.25}
     return [
         FlightSpec("tiny_cuts", 640, 360, Fraction(30), (
             ShotSpec("suburb", suburb, (M("straight", 1.6, speed_mps=7.0),), altitude_m=55),
@@ -55,7 +66,7 @@ def demo(seed: int) -> list[FlightSpec]:
     hard cuts, a cross-fade and a fade through black. About a minute or two to generate on 2 cores."""
     rng, place, sign = _rng(seed, 2)
     coast, suburb, lake, farm, forest = place(), place(), place(), place(), place()
-    w = {"seed": seed, "world_px": 2048, "world_res_m": 0.15}
+    w: _WorldOptions = {"seed": seed, "world_px": 2048, "world_res_m": 0.15}
     return [
         FlightSpec("demo_farm_uncut", 1280, 720, Fraction(30000, 1001), (
             ShotSpec("farmland", farm, (
@@ -96,7 +107,9 @@ def bench(seed: int) -> list[FlightSpec]:
     """Two 1080p30 videos, 5.2 minutes in all, over big worlds (6144 px textures at 10 cm): a long uncut
     flight through every maneuver, and an edit of eight shots with cuts and fades. For benchmarks."""
     rng, place, sign = _rng(seed, 3)
-    w = {"seed": seed, "world_px": 6144, "world_res_m": 0.1, "x264_preset": "superfast", "crf": 22}
+    w: _WorldOptions = {
+        "seed": seed, "world_px": 6144, "world_res_m": 0.1, "x264_preset": "superfast", "crf": 22,
+    }
     long_path = []
     for _ in range(3):  # 3 x 52 s
         long_path += [
@@ -122,7 +135,8 @@ def bench(seed: int) -> list[FlightSpec]:
             ShotSpec("farmland", places["farmland"], tuple(long_path), altitude_m=70),
         ), **w),
         FlightSpec("bench_edit", 1920, 1080, Fraction(30000, 1001), tuple(
-            ShotSpec(t, places[t], k, altitude_m=float(rng.uniform(50, 90))) for t, k in zip(themes, kinds)
+            ShotSpec(t, places[t], k, altitude_m=float(rng.uniform(50, 90)))
+            for t, k in zip(themes, kinds, strict=True)
         ), transitions=("cut", "cut", "crossfade", "cut", "fade_black", "cut", "cut"), **w),
     ]
 
@@ -133,7 +147,7 @@ def moments(seed: int) -> list[FlightSpec]:
     (`annotate simulate` with ``--task moments``) and the moment baselines. Tens of seconds to generate."""
     rng, place, sign = _rng(seed, 4)
     farm, coast, suburb = place(), place(), place()
-    w = {"seed": seed, "world_px": 2048, "world_res_m": 0.3, "x264_preset": "superfast"}
+    w: _WorldOptions = {"seed": seed, "world_px": 2048, "world_res_m": 0.3, "x264_preset": "superfast"}
     return [
         FlightSpec("moments_farm", 192, 108, Fraction(10), (
             ShotSpec("farmland", farm, (

@@ -33,6 +33,7 @@ class Mp4Writer:
         self.count = 0
         self.time_base = 1 / self.fps
         self.container = av.open(str(self.path), mode="w", format="mp4")
+        self._open = True  # until closed (finished, or abandoned on an error)
         stream = self.container.add_stream("libx264", rate=self.fps)
         stream.width, stream.height = width, height
         stream.pix_fmt = "yuv420p"
@@ -94,13 +95,13 @@ class Mp4Writer:
         self.count += 1
 
     def _join(self) -> None:
-        if self._thread is not None:
+        if self._thread is not None and self._queue is not None:  # both or neither are set
             self._queue.put(None)
             self._thread.join()
             self._thread = None
 
     def close(self) -> None:
-        if self.container is None:
+        if not self._open:
             return
         self._join()
         if self._error is not None:
@@ -109,7 +110,7 @@ class Mp4Writer:
         for packet in self.stream.encode(None):
             self.container.mux(packet)
         self.container.close()
-        self.container = None
+        self._open = False
 
     def __enter__(self) -> Mp4Writer:
         return self
@@ -121,9 +122,10 @@ class Mp4Writer:
             self.close()
         else:  # leave no half-written file behind
             self._join()
-            try:
-                self.container.close()
-            except Exception:
-                pass
-            self.container = None
+            if self._open:
+                try:
+                    self.container.close()
+                except Exception:
+                    pass
+            self._open = False
             self.path.unlink(missing_ok=True)

@@ -218,7 +218,8 @@ class _Ctx:
 
     def grid_xy(self) -> tuple[np.ndarray, np.ndarray]:
         c = (np.arange(self.m) + 0.5) * self.cell
-        return np.meshgrid(c, c)
+        xx, yy = np.meshgrid(c, c)
+        return xx, yy
 
 
 def _offsets(pts_px: np.ndarray, n: int) -> list[tuple[int, int]]:
@@ -263,9 +264,9 @@ def _circles(
     order = np.argsort(idx, kind="stable")
     idx, cen = idx[order], np.concatenate(cen_parts)[order]
     pts = _fix(cen).tolist()
-    rad = np.round(radii_px[idx] * 8).astype(np.int32).tolist()
-    cols = np.asarray(colours, np.float64)
-    cols = cols[idx].tolist() if cols.ndim == 2 else [cols.tolist()] * len(idx)
+    rad = _fix(radii_px[idx]).tolist()
+    col_arr = np.asarray(colours, np.float64)
+    cols = col_arr[idx].tolist() if col_arr.ndim == 2 else [col_arr.tolist()] * len(idx)
     line = cv2.LINE_AA if aa else cv2.LINE_8
     for (x, y), r, col in zip(pts, rad, cols, strict=False):
         cv2.circle(img, (x, y), r, col, -1, line, 3)
@@ -306,8 +307,8 @@ def _rect(center: np.ndarray, along: np.ndarray, length: float, width: float) ->
 
 
 # ------------------------------------------------------------------------------------------------ land cover
-def _land_cover(ctx: _Ctx) -> tuple[np.ndarray, list[Road], str, np.ndarray | None]:
-    """Coarse cover map, roads and the farm field id map (farmland theme), by theme."""
+def _land_cover(ctx: _Ctx) -> tuple[np.ndarray, list[Road], str, list[np.ndarray] | None]:
+    """Coarse cover map, roads, water name and the farm field polygons (farmland theme), by theme."""
     rng, size, m = ctx.rng, ctx.size, ctx.m
     x, y = ctx.grid_xy()
     blobs = PeriodicNoise(rng, size, 160.0, 4).rows(m)
@@ -322,17 +323,23 @@ def _land_cover(ctx: _Ctx) -> tuple[np.ndarray, list[Road], str, np.ndarray | No
 
     def winding(vertical: bool, amp: float, width: float, paved: bool, avoid: np.ndarray | None = None
                 ) -> Road:
-        best = None
-        for _ in range(6 if avoid is not None else 1):
+        curve = _periodic_curve(rng, size, rng.uniform(0, size), amp)
+        best = _make_road(curve, size, vertical, width, paved)
+        if avoid is None:
+            return best
+
+        def badness(road: Road) -> float:  # the share of the road over what it should avoid
+            ij = np.floor(np.mod(road.pts, size) / ctx.cell).astype(int) % m
+            return float(avoid[ij[:, 1], ij[:, 0]].mean())
+
+        best_bad = badness(best)
+        for _ in range(5):
             curve = _periodic_curve(rng, size, rng.uniform(0, size), amp)
             road = _make_road(curve, size, vertical, width, paved)
-            if avoid is None:
-                return road
-            ij = np.floor(np.mod(road.pts, size) / ctx.cell).astype(int) % m
-            bad = float(avoid[ij[:, 1], ij[:, 0]].mean())
-            if best is None or bad < best[0]:
-                best = (bad, road)
-        return best[1]
+            bad = badness(road)
+            if bad < best_bad:
+                best, best_bad = road, bad
+        return best
 
     theme = ctx.theme
     if theme == "farmland":
@@ -563,21 +570,22 @@ def _place_movers(
     # Boats loop on circles that stay inside open water.
     n_boats = {"farmland": 0, "forest": 2, "suburb": 0, "coast": 7, "lakeside": 4}[theme]
     n_boats = int(round(n_boats * max(1.0, (size / 400) ** 2)))
-    bc, br, bo, bp, bs, bcol = [], [], [], [], [], []
+    bc: list[np.ndarray] = []
+    br, bo, bp, bs, bcol = [], [], [], [], []
     open_water = np.argwhere(water_dist_m > 25.0)
     for _ in range(n_boats * 6):
         if len(bc) >= n_boats or not len(open_water):
             break
         i, j = open_water[rng.integers(len(open_water))]
         d = float(water_dist_m[i, j])
-        r = rng.uniform(10, max(11, min(70, d - 20)))
-        if d - r < 18:
+        radius = rng.uniform(10, max(11, min(70, d - 20)))
+        if d - radius < 18:
             continue
         center = np.array([(j + 0.5) * ctx.cell, (i + 0.5) * ctx.cell]) + rng.uniform(-2, 2, 2)
         bc.append(center)
-        br.append(r)
+        br.append(radius)
         v = rng.uniform(2.5, 7.0)
-        bo.append(rng.choice([-1, 1]) * v / r)
+        bo.append(rng.choice([-1, 1]) * v / radius)
         bp.append(rng.uniform(0, 2 * np.pi))
         length = rng.uniform(5, 11)
         bs.append((length, length * rng.uniform(0.32, 0.4)))
@@ -596,7 +604,8 @@ def _place_movers(
         if near.sum() > 50:
             ground = near
     cand = np.argwhere(ground)
-    pa, pb, ps, pph, pcol = [], [], [], [], []
+    pa: list[np.ndarray] = []
+    pb, ps, pph, pcol = [], [], [], []
     while len(pa) < n_people and len(cand):
         i, j = cand[rng.integers(len(cand))]
         center = np.array([(j + 0.5) * ctx.cell, (i + 0.5) * ctx.cell])
@@ -743,8 +752,8 @@ def _compose(
                 edges[:, 1:] |= fb[:, 1:] != fb[:, :-1]
                 edges[1:, :] |= fb[1:, :] != fb[:-1, :]
                 kpx = max(3, int(round(2.0 / px_m)) | 1)
-                edges = cv2.dilate(edges, np.ones((kpx, kpx), np.uint8))[r0 - lo_r: r0 - lo_r + (r1 - r0)]
-                eb = edges[yy, xx] > 0
+                margin = cv2.dilate(edges, np.ones((kpx, kpx), np.uint8))[r0 - lo_r: r0 - lo_r + (r1 - r0)]
+                eb = margin[yy, xx] > 0
                 c[eb] = props["track"][ff[eb]] + (8 * mid[yy, xx][eb])[:, None]
                 col[fm] = c
         half[r0:r1] = np.clip(col, 0, 255).astype(np.uint8)
@@ -834,8 +843,8 @@ def _draw_roofs(tex: np.ndarray, b: Buildings, ctx: _Ctx, sun_dir: np.ndarray) -
         if roof == "flat":
             _fill_poly(tex, rect / res, shade(np.zeros(2)), n, aa=True)
             length = float(np.linalg.norm(c1 - c0))
-            inset = _rect(rect.mean(axis=0), u, length - 1.2, width - 1.2)
-            _fill_poly(tex, inset / res, tuple(float(x) for x in colour * 0.93), n, aa=True)
+            inner = _rect(rect.mean(axis=0), u, length - 1.2, width - 1.2)
+            _fill_poly(tex, inner / res, tuple(float(x) for x in colour * 0.93), n, aa=True)
             for _ in range(int(rng.integers(1, 4))):
                 cc = rect.mean(axis=0) + u * rng.uniform(-0.3, 0.3) * length
                 cc = cc + v * rng.uniform(-0.3, 0.3) * width
@@ -937,8 +946,7 @@ def _classify_photo(tex: np.ndarray, m: int) -> np.ndarray:
     cover[green & (v < 95)] = FOREST
     cover[(h >= 90) & (h <= 130) & (s > 40) & (v < 170)] = WATER
     cover[(s < 70) & (v > 170) & ~green] = SAND
-    cover = cv2.medianBlur(cover, 5)
-    return cover
+    return cv2.medianBlur(cover, 5)
 
 
 # ------------------------------------------------------------------------------------------------ entry point
