@@ -286,3 +286,38 @@ def test_release_commands(grown):
     doc = json.loads(res.output)
     assert doc["from"] == "v1" and doc["to"] == "v2"
     assert doc["captions"]["added"] == 5 * (len(_splits(ds)) - len(v1))
+
+
+def test_a_frozen_test_clip_that_lost_its_captions_stays_in_test(grown):
+    """Eligibility is not re-judged for frozen clips: a rejected caption never moves a published test clip."""
+    ds, v1, _ = grown
+    clip = sorted(c for c, s in v1.items() if s == "test")[0]
+    caps = ds.read_table("captions").to_pylist()
+    for r in caps:
+        if r["clip_id"] == clip:
+            r["accepted"] = False
+    ds.write_table("captions", caps)
+    split_dataset(ds, CFG)
+    assert _splits(ds)[clip] == "test"
+    assert compare(ds, "v1")["captions"]["by_split"]["test"]["removed"] == 5
+
+
+def test_a_new_flight_glued_to_a_frozen_test_clip_by_a_human_caption_goes_to_test(grown):
+    """Groups are not only flights: a new clip sharing a human caption with a frozen test clip joins its group.
+    The new flight is one that the same split without the shared caption puts in train."""
+    ds, v1, tables = grown
+    test_clip = sorted(c for c, s in v1.items() if s == "test")[0]
+    new_flights = tables["flights"].column("flight_id").to_pylist()[OLD_FLIGHTS:]
+    split_dataset(ds, CFG)
+    before = _splits(ds)
+    flight = next(f for f in new_flights if before[f"{f}-0000000-0000150"] == "train")
+    caps = ds.read_table("captions").to_pylist()
+    text = "a red kayak passes under the old stone bridge"
+    for clip in (test_clip, f"{flight}-0000000-0000150"):
+        row = next(r for r in caps if r["clip_id"] == clip)
+        row["text"], row["origin"] = text, "human"
+    ds.write_table("captions", caps)
+    split_dataset(ds, CFG)
+    after = _splits(ds)
+    assert after[test_clip] == "test"
+    assert {after[c] for c in after if c.startswith(flight)} == {"test"}
