@@ -9,12 +9,9 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
-import click
 import typer
-from rich.text import Text
-from typer.core import TyperGroup
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -25,10 +22,17 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+from typer.core import TyperGroup
 
 from dvtr_data.errors import DvtrError
 from dvtr_data.reporting import Event, Notice, Reporter
 from dvtr_data.text import redact_url_passwords
+
+if TYPE_CHECKING:
+    # typer (0.29) runs on its own copy of click, whose Context TyperGroup.invoke takes; it has no public name
+    from typer._click import Context as ClickContext
+
 
 class _PipeConsole(Console):
     """A Console that, off a terminal (piped, redirected, a log file), never wraps a printed line: a path or an id
@@ -65,7 +69,9 @@ def _in_boundary(run: Callable[[], Any]) -> Any:
     """The one error boundary: user errors become one line on stderr and a documented exit code."""
     try:
         return run()
-    except (typer.Exit, click.exceptions.ClickException, click.exceptions.Abort, click.exceptions.Exit):
+    except (typer.Exit, typer.Abort, typer.TyperException):
+        # typer's own usage errors, aborts and exits (raised by its copy of click, not by the click package):
+        # it prints them and picks the exit code (2 for a usage error)
         raise
     except DvtrError as exc:
         if os.environ.get("DVTR_DEBUG"):
@@ -99,7 +105,7 @@ def one_line(text: str, limit: int = 2000) -> str:
 class BoundaryGroup(TyperGroup):
     """The app's top group: every command, at any depth, runs inside the one error boundary, applied here once."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: ClickContext) -> Any:
         return _in_boundary(lambda: super(BoundaryGroup, self).invoke(ctx))
 
 
