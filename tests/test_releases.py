@@ -248,12 +248,13 @@ def test_a_frozen_clip_whose_boundaries_moved_keeps_its_split_under_its_new_id(g
     split_dataset(ds, SplitConfig(**{**CFG.__dict__, "seed": 7}))
     assert _splits(ds)[new_id] == "test"
     changes = compare(ds, "v1")
-    added = {c for c, s in _splits(ds).items() if s in ("train", "val", "test")} - v1.keys()
-    assert new_id in added
-    assert changes["clips_added"]["count"] == len(added)
-    assert changes["clips_removed"] == {"count": 1, "examples": [old]}
-    # the old clip's 5 captions now name the new clip: the same caption ids on another clip are "changed"
-    assert changes["captions"]["changed"] == 5 and changes["captions"]["removed"] == 0
+    added = {c for c, s in _splits(ds).items() if s in ("train", "val", "test")} - v1.keys() - {new_id}
+    assert changes["renamed"] == {"count": 1, "examples": [{"from": old, "to": new_id}]}
+    assert changes["clips_added"]["count"] == len(added)  # the renamed clip is neither added nor removed
+    assert changes["clips_removed"]["count"] == 0 and changes["moved"]["count"] == 0
+    assert changes["clips"]["test"]["added"] == sum(1 for c in added if _splits(ds)[c] == "test")
+    # its 5 captions follow it: unchanged
+    assert changes["captions"]["changed"] == 0 and changes["captions"]["removed"] == 0
 
 
 def test_card_pages_show_the_releases(grown, tmp_path: Path):

@@ -92,4 +92,5 @@ def _card_releases(ds: Dataset, changes: dict[str, Any] | None) -> dict[str, Any
         "captions_removed": caps["removed"],
         "moved": changes["moved"]["count"],
         "moved_out_of_test": changes["moved"]["out_of_test"],
+        "renamed": changes.get("renamed", {}).get("count", 0),
     }

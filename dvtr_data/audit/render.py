@@ -147,7 +147,8 @@ def render_changes(changes: dict[str, Any], console: Console) -> None:
     console.print(
         f"captions: {caps['before']} -> {caps['after']}: {caps['added']} added, {caps['changed']} changed, "
         f"{caps['removed']} removed; clips moved between splits: {changes['moved']['count']} "
-        f"({changes['moved']['out_of_test']} out of test)",
+        f"({changes['moved']['out_of_test']} out of test); clips renamed by a re-ingest: "
+        f"{changes['renamed']['count']}",
         highlight=False,
         markup=False,
     )

@@ -18,7 +18,8 @@ boundaries a re-ingest moved keeps its frozen split under its new id. A release 
 hashes in the table is refused rather than silently trusted.
 
 `compare` says what changed between two releases, or a release and the dataset now: clips added, removed and moved
-per split, captions added, changed (other text or clip) and removed.
+per split, clips renamed by a re-ingest (followed through ``clip_lineage``, so a clip whose boundaries moved is not
+reported as one removed and one added), captions added, changed (other text or clip) and removed.
 """
 
 from __future__ import annotations
@@ -208,8 +209,34 @@ def snapshot(ds: Dataset, name: str | None = None) -> Snapshot:
 
 
 # diff ---------------------------------------------------------------------------------------------------------------
-def diff(old: Snapshot, new: Snapshot) -> dict[str, Any]:
-    """What changed from ``old`` to ``new``.
+def follow_lineage(ds: Dataset, old: Snapshot, new: Snapshot) -> tuple[Snapshot, dict[str, str]]:
+    """``old`` with each clip id that a re-ingest replaced (``clip_lineage``) renamed to its clip in ``new``.
+
+    A clip whose boundaries moved gets a new id; without this a diff would show a frozen test clip removed and
+    another added, when it is the same clip under a new id. Returns the renamed snapshot and ``{old: new}``.
+    """
+    mapping, _current = _current_ids(ds)
+    present = set(new.split_of)
+    renamed: dict[str, str] = {}
+    for cid in old.split_of:
+        if cid in mapping and cid not in present:
+            to = resolve(cid, mapping, present)
+            if to is not None and to in present and to not in old.split_of:
+                renamed[cid] = to
+    if not renamed:
+        return old, renamed
+    return (
+        Snapshot(
+            name=old.name,
+            split_of={renamed.get(c, c): s for c, s in old.split_of.items()},
+            captions={k: (renamed.get(c, c), t) for k, (c, t) in old.captions.items()},
+        ),
+        renamed,
+    )
+
+
+def diff(old: Snapshot, new: Snapshot, renamed: dict[str, str] | None = None) -> dict[str, Any]:
+    """What changed from ``old`` to ``new`` (``old`` already renamed by `follow_lineage`, ``renamed`` listed).
 
     Clips: per split, ``added`` (in no split before), ``removed`` (in no split after), ``moved_in`` /
     ``moved_out`` (in another split on the other side), and the moved clips listed. Captions (accepted, of clips in
@@ -254,6 +281,10 @@ def diff(old: Snapshot, new: Snapshot) -> dict[str, Any]:
         "clips": clips,
         "clips_added": {"count": len(added_clips), "examples": added_clips[:MAX_EXAMPLES]},
         "clips_removed": {"count": len(removed_clips), "examples": removed_clips[:MAX_EXAMPLES]},
+        "renamed": {
+            "count": len(renamed or {}),
+            "examples": [{"from": a, "to": b} for a, b in sorted((renamed or {}).items())[:MAX_EXAMPLES]],
+        },
         "moved": {
             "count": len(moved),
             "out_of_test": sum(1 for _, a, _b in moved if a == "test"),
@@ -286,7 +317,9 @@ def compare(ds: Dataset | str | os.PathLike, old: str, new: str | None = None) -
     ds.require()
     if old == NOW:
         raise UsageError(f"compare from a release, not {NOW!r}")
-    return diff(snapshot(ds, old), snapshot(ds, new))
+    after = snapshot(ds, new)
+    before, renamed = follow_lineage(ds, snapshot(ds, old), after)
+    return diff(before, after, renamed)
 
 
 # freeze -------------------------------------------------------------------------------------------------------------
@@ -325,7 +358,11 @@ def freeze_locked(ds: Dataset, name: str) -> dict[str, Any]:
         )
     previous = list_releases(ds)
     prev_name = previous[-1]["release"] if previous else None
-    changes = diff(snapshot(ds, prev_name), _snapshot_of(name, splits, captions)) if prev_name else None
+    changes = None
+    if prev_name:
+        this = _snapshot_of(name, splits, captions)
+        before, renamed = follow_lineage(ds, snapshot(ds, prev_name), this)
+        changes = diff(before, this, renamed)
 
     final = release_dir(ds, name)
     if final.exists():  # a folder without a table row: a freeze killed between its rename and its row
