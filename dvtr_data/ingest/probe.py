@@ -105,7 +105,7 @@ def probe_video(path: Path) -> VideoProbe:
         raise InputError(f"{path}: not a readable video container ({_short(exc)})") from exc
     with container:
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams}) or ["none"]
+            kinds: list[str] = sorted({s.type for s in container.streams}) or ["none"]
             raise InputError(f"{path}: no video stream (streams: {', '.join(kinds)})")
         stream = main_video_stream(container)
         codec_ctx = stream.codec_context

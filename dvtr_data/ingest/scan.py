@@ -49,7 +49,7 @@ def _luma_plane(frame: av.VideoFrame) -> np.ndarray | None:
     if not frame.format.name.startswith(("yuv", "yuvj", "nv12", "nv21")) or frame.format.name.endswith(("p10le", "p10be", "p12le")):
         return None
     plane = frame.planes[0]
-    buf = np.frombuffer(plane, dtype=np.uint8)
+    buf = np.frombuffer(memoryview(plane), dtype=np.uint8)  # the plane's own memory, still no copy
     return buf.reshape(plane.height, plane.line_size)[:, : plane.width]
 
 
@@ -122,11 +122,12 @@ def scan_flight(
     rule = transitions or TransitionRule()
     fader = TransitionFinder(fps, rule) if rule.enabled else None
     n_cap = max(expected_frames, 1) + 16
-    motion = np.zeros(n_cap, np.float32)
-    luma = np.zeros(n_cap, np.float32)
-    dark = np.zeros(n_cap, np.float32)
-    bright = np.zeros(n_cap, np.float32)
-    times = np.zeros(n_cap, np.float64)
+    # per-frame signals, grown when the stream has more frames than its packets promised
+    motion: np.ndarray = np.zeros(n_cap, np.float32)
+    luma: np.ndarray = np.zeros(n_cap, np.float32)
+    dark: np.ndarray = np.zeros(n_cap, np.float32)
+    bright: np.ndarray = np.zeros(n_cap, np.float32)
+    times: np.ndarray = np.zeros(n_cap, np.float64)
     sharp_frames: list[int] = []
     sharpness: list[float] = []
     sharp_every = max(1, round(float(fps) / SHARPNESS_PER_SECOND))

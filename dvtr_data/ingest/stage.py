@@ -16,7 +16,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
-import os
 import shutil
 import threading
 from collections import Counter
@@ -24,7 +23,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
 
@@ -33,22 +31,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dvtr_data import __version__
-from dvtr_data.ingest.cutting import ClipSpec, EncoderSettings, cut_clips, output_size, remove_stale_files
 from dvtr_data.dataset import Dataset, atomic_write_bytes, write_parquet
-from dvtr_data.ingest.discover import FlightSource, discover
-from dvtr_data.errors import DatasetError, InputError, UsageError
 from dvtr_data.engine import Executor, Outcome, make_executor
+from dvtr_data.errors import DatasetError, InputError, UsageError
 from dvtr_data.hashing import sha256_file
-from dvtr_data.lineage import record_lineage
+from dvtr_data.ingest.cutting import ClipSpec, EncoderSettings, cut_clips, output_size, remove_stale_files
+from dvtr_data.ingest.discover import FlightSource, discover
 from dvtr_data.ingest.probe import probe_video
 from dvtr_data.ingest.qc import QcThresholds, assess
-from dvtr_data.reporting import Reporter, Sink, as_reporter
-from dvtr_data.runlog import RunLog
 from dvtr_data.ingest.scan import scan_flight
-from dvtr_data.schemas import schema_of, validate
-from dvtr_data.schemas.records import ClipRow, FlightRow
 from dvtr_data.ingest.shots import DETECTORS, shots_from_boundaries
 from dvtr_data.ingest.transitions import TransitionRule
+from dvtr_data.ingest.windows import WindowRule, find_gaps, make_windows, typical_rate
+from dvtr_data.lineage import record_lineage
+from dvtr_data.reporting import Reporter, Sink, as_reporter
+from dvtr_data.runlog import RunLog
+from dvtr_data.schemas import validate
+from dvtr_data.schemas.records import ClipRow, FlightRow
 from dvtr_data.telemetry import (
     TelemetryLimits,
     TelemetrySummary,
@@ -58,7 +57,6 @@ from dvtr_data.telemetry import (
     read_embedded,
     summarize_clips,
 )
-from dvtr_data.ingest.windows import WindowRule, find_gaps, make_windows, typical_rate
 
 PARTS_DIR = "ingest"
 STALL_TIMEOUT = 120.0  # seconds a flight's worker may go without progress before it counts as hung
