@@ -215,6 +215,7 @@ def _register_stage_commands() -> None:
     from dvtr_data.cli.audit import audit_cmd
     from dvtr_data.cli.baseline import baseline_app, search_cmd
     from dvtr_data.cli.clips import clips_cmd
+    from dvtr_data.cli.release import release_app
     from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, split_cmd
     from dvtr_data.cli.precaption import precaption_app
 
@@ -225,6 +226,7 @@ def _register_stage_commands() -> None:
     app.command("import")(import_cmd)
     app.command("card")(card_cmd)
     app.command("clips")(clips_cmd)
+    app.add_typer(release_app, name="release")
     app.command("audit")(audit_cmd)
     app.add_typer(baseline_app, name="baseline")
     app.command("search")(search_cmd)

@@ -22,6 +22,12 @@ def audit_cmd(
             help="Near-identical captions: rapidfuzz ratio (0-100) at or above this, after normalisation."
         ),
     ] = 90.0,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="A frozen release: also say what changed from it to --to.")
+    ] = None,
+    to: Annotated[
+        str | None, typer.Option("--to", help="The release to compare with (default: the dataset now).")
+    ] = None,
 ) -> None:
     """Audit the captions and ids of a dataset, own or imported: captions repeated across or inside splits
     (identical after normalisation, or near-identical), ids differing only by whitespace or case, empty, very short
@@ -35,7 +41,7 @@ def audit_cmd(
 
     if not 0 < threshold <= 100:
         raise UsageError(f"--threshold must be in (0, 100]; got {threshold}")
-    report = audit_dataset(dataset, threshold=threshold)
+    report = audit_dataset(dataset, threshold=threshold, compare=compare, compare_to=to)
     if as_json:
         typer.echo(json.dumps(report, ensure_ascii=False, indent=1))
         return

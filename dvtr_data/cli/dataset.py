@@ -132,6 +132,14 @@ def split_cmd(
         float,
         typer.Option(help="rapidfuzz ratio (0-100) at or above which two normalised captions are near-identical."),
     ] = _SPLIT.text_threshold,
+    freeze: Annotated[
+        str | None,
+        typer.Option(
+            "--freeze",
+            help="Freeze the result as release NAME (releases/NAME/: splits, accepted captions, a hashed manifest); "
+            "later splits never move a frozen clip and place only new groups.",
+        ),
+    ] = None,
 ) -> None:
     """Make leakage-free train/val/test splits: whole flights, places and near-duplicate groups stay in one split.
 
@@ -161,7 +169,7 @@ def split_cmd(
         text_threshold=text_threshold,
     )
     with progress_bars("split") as reporter:
-        result = split_dataset(dataset, config, progress=reporter.heartbeat("near-duplicates, recount"))
+        result = split_dataset(dataset, config, progress=reporter.heartbeat("near-duplicates, recount"), freeze=freeze)
     rep = result.report
     table = Table(
         title=Text(f"splits of {rep['dataset']} ({result.groups} groups, stratified by {rep['stratified_by']})")
@@ -210,6 +218,16 @@ def split_cmd(
     if result.excluded:
         reasons = ", ".join(f"{k} {v}" for k, v in result.excluded_reasons.items())
         out.print(f"excluded: {result.excluded} clip(s) ({reasons})", highlight=False, markup=False)
+    frozen = rep.get("frozen") or {}
+    if frozen.get("releases"):
+        out.print(
+            f"frozen releases {', '.join(map(str, frozen['releases']))}: {frozen.get('clips_kept', 0)} clip(s) kept in "
+            f"their split, {frozen.get('clips_gone_count', 0)} gone from the dataset; new clips placed: "
+            f"{frozen.get('new_clips_placed', {})}",
+            highlight=False, markup=False,
+        )
+    if result.release:
+        out.print(f"froze release {freeze}: {result.release.get('counts', {})}", highlight=False, markup=False)
     out.print(f"report: {result.report_path}", highlight=False, markup=False)
 
 
