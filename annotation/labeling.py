@@ -25,6 +25,14 @@ DRAFTS = "drafts"
 QC = "qc"
 CATEGORY = "category"
 CAPTION_PREFIX = "caption_"
+START_FROM = "start_from"
+"""The choices that pick drafts to start from (``draft 1`` ... ``draft N``): the caption boxes are never pre-filled."""
+START_PREFIX = "draft "
+MAX_DRAFTS = 5
+RANDOM_DRAFTS_NOTE = (
+    "These drafts come from a model with random weights (no trained checkpoint): they are noise, not descriptions "
+    "of the clip. Write the caption from scratch."
+)
 
 QC_CHOICES: tuple[str, ...] = ("usable", "too blurry", "static / nothing happens", "privacy concern", "wrong content")
 CATEGORIES: tuple[str, ...] = (
@@ -52,7 +60,8 @@ class LabelingSetup:
     captions_per_task: int = 1
     qc_choices: tuple[str, ...] = QC_CHOICES
     categories: tuple[str, ...] = CATEGORIES
-    video_height: int = 420
+    video_height: int = 360
+    video_width: int = 640
     placeholder: str = "What does the clip show? Objects, counts, layout, activity, camera view."
 
     def check(self) -> None:
@@ -102,6 +111,10 @@ def render_label_config(setup: LabelingSetup | None = None) -> str:
         qc_choices=list(setup.qc_choices),
         categories=list(setup.categories),
         video_height=setup.video_height,
+        video_width=setup.video_width,
+        start_name=START_FROM,
+        start_prefix=START_PREFIX,
+        max_drafts=MAX_DRAFTS,
         placeholder=setup.placeholder,
     )
     ET.fromstring(text)  # a template or value that breaks the XML fails here, not in the server
@@ -136,8 +149,24 @@ def _clock(seconds: float) -> str:
     return f"{int(minutes)}:{sec:04.1f}"
 
 
-def drafts_block(drafts: list[str]) -> str:
-    return "\n".join(f"{i}. {text}" for i, text in enumerate(drafts, 1)) if drafts else NO_DRAFTS
+def drafts_block(drafts: list[str], random_weights: bool = False) -> str:
+    """The numbered drafts as one text (the page's ``start from`` choice ``draft i`` names line ``i``).
+
+    Drafts of a randomly initialised model are still listed (the team sees what the pipeline made) but under a
+    plain note that they are noise.
+    """
+    if not drafts:
+        return NO_DRAFTS
+    listed = "\n".join(f"{i}. {text}" for i, text in enumerate(drafts[:MAX_DRAFTS], 1))
+    return f"{RANDOM_DRAFTS_NOTE}\n{listed}" if random_weights else listed
+
+
+def start_slot(choice: str) -> int | None:
+    """0-based draft index of a ``start from`` choice (``draft 2`` -> 1), or None for anything else."""
+    if not choice.startswith(START_PREFIX):
+        return None
+    tail = choice[len(START_PREFIX) :].strip()
+    return int(tail) - 1 if tail.isdigit() and 1 <= int(tail) <= MAX_DRAFTS else None
 
 
 # ----------------------------------------------------------------------------------------------------------------

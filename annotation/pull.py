@@ -64,7 +64,7 @@ def caption_id(project_id: int, annotation_id: int, slot: int) -> str:
 
 
 def is_simulated(annotator: str | None) -> bool:
-    return bool(annotator) and annotator.endswith("@" + SIMULATED_DOMAIN)
+    return annotator is not None and annotator.endswith("@" + SIMULATED_DOMAIN)
 
 
 def _time(value: Any) -> datetime | None:
@@ -95,6 +95,23 @@ def _choices(result: list[dict[str, Any]] | None, name: str) -> list[str]:
     return []
 
 
+def picked_drafts(data: dict[str, Any], choices: list[str]) -> list[str]:
+    """The drafts an annotator picked to start from ("start from: draft i"), in draft order.
+
+    Drafts come from the task's ``draft_texts`` (push writes them), else from its numbered drafts block (tasks
+    pushed before the list existed); a pick naming a draft the task does not have is ignored.
+    """
+    texts = data.get("draft_texts")
+    if not isinstance(texts, list):
+        texts = []
+        for line in str(data.get("drafts") or "").splitlines():
+            head, _, tail = line.partition(". ")
+            if head.isdigit() and int(head) == len(texts) + 1:
+                texts.append(tail)
+    chosen = sorted({i for i in (labeling.start_slot(c) for c in choices) if i is not None and i < len(texts)})
+    return [str(texts[i]) for i in chosen]
+
+
 def annotation_rows(
     task: dict[str, Any], annotation: dict[str, Any], *, project_id: int, areas: int, emails: dict[int, str],
     guideline: Callable[[datetime | None], str | None], min_words: int,
@@ -103,7 +120,8 @@ def annotation_rows(
     result = annotation.get("result") or []
     texts = _texts_by_area(result)
     prediction = annotation.get("prediction") or {}
-    drafts = _texts_by_area(prediction.get("result")) if isinstance(prediction, dict) else {}
+    drafts = _texts_by_area(prediction.get("result")) if isinstance(prediction, dict) else {}  # a pre-filled box
+    picked = picked_drafts(task.get("data") or {}, _choices(result, labeling.START_FROM))
     cancelled = bool(annotation.get("was_cancelled"))
     if cancelled:
         slots = sorted(texts) or [0]
@@ -118,12 +136,15 @@ def annotation_rows(
     annotator = annotator or (f"user-{who}" if who is not None else None)
     created, updated = _time(annotation.get("created_at")), _time(annotation.get("updated_at"))
     qc = _choices(result, labeling.QC)
-    category = (_choices(result, labeling.CATEGORY) or [None])[0]
+    categories = _choices(result, labeling.CATEGORY)
+    category = categories[0] if categories else None
     rows = []
     for slot in slots:
+        draft = picked[slot] if slot < len(picked) else drafts.get(slot)
         text = texts.get(slot, "")
+        if not text.strip() and slot < len(picked) and status == "submitted":
+            text = picked[slot]  # a draft picked and left as it is: flagged unchanged_draft below, never accepted
         tokens = tokenize(text)
-        draft = drafts.get(slot)
         flags = checks.caption_flags(text, tokens, draft, min_words=min_words) if status == "submitted" else []
         rows.append(
             CaptionRow(

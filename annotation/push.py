@@ -1,9 +1,15 @@
-"""`annotate push`: one Label Studio task per clip, with the pre-caption drafts as predictions.
+"""`annotate push`: one Label Studio task per clip, with the pre-caption drafts listed in the task.
 
-Idempotent by construction: the server is asked which clips already have a task (``data.clip_id``) and which
-tasks already hold predictions of the current model version, so a re-run imports only new clips, never duplicates
-a task, and replaces predictions whose drafts changed. Tasks go in batches, each batch an atomic import with its
-predictions inline: a server that dies mid-push loses at most the batch in flight, and the re-run finds the rest.
+Drafts are never pre-filled into a caption box. Label Studio's page turns a task's prediction into the annotator's
+starting annotation whatever the project's "use predictions to prelabel" setting says (seen on 1.23.2), and a box
+holding a draft reads as finished text: hurried annotators submitted draft 1. So drafts live in the task data (a
+numbered list, each one click away through the "start from" choices, see label_config.xml.j2) and push makes no
+predictions; a re-push removes caption predictions that earlier versions of push made.
+
+Idempotent by construction: the server is asked which clips already have a task (``data.clip_id``), so a re-run
+imports only new clips and never duplicates a task; tasks whose drafts changed get their drafts rewritten. Tasks go
+in batches, each batch an atomic import: a server that dies mid-push loses at most the batch in flight, and the
+re-run finds the rest.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from dvtr_data.annotation.client import AnnotationState, Connection, Studio, bat
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, PartialFailure, ServiceError, UsageError
 from dvtr_data.runlog import RunLog
+from dvtr_data.splits.neardup import is_random_model
 
 LOCAL_FILES_PREFIX = "/data/local-files/?d="
 PROJECT_MARKER = "dvtr-dataset:"
@@ -44,6 +51,9 @@ class Drafts:
 
     model_version: str | None
     by_clip: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
+    random_weights: bool = False
+    """The drafts come from a model with random weights (``<config>/random-s<seed>``, as `split` decides for
+    embeddings): noise. They are listed under a plain note and never fill a caption box."""
 
 
 @dataclass
@@ -54,11 +64,11 @@ class PushReport:
     clips_selected: int = 0
     tasks_existing: int = 0
     tasks_created: int = 0
-    predictions_created: int = 0
-    predictions_updated: int = 0
+    predictions_removed: int = 0  # caption predictions of earlier pushes (they pre-filled the box): removed
     tasks_refreshed: int = 0
     missing_without_task: int = 0
     model_version: str | None = None
+    random_drafts: bool = False
     missing_files: list[str] = field(default_factory=list)
     duplicate_tasks: dict[str, list[int]] = field(default_factory=dict)
     log_path: Path | None = None
@@ -93,7 +103,8 @@ def load_drafts(dataset: Dataset, per_clip: int | None = None) -> Drafts:
     for clip_id, items in by_clip.items():
         items.sort()
         out[clip_id] = [(text, score) for _, text, score in items[: per_clip or None]]
-    return Drafts(versions[0] if versions else None, out)
+    random_weights = bool(rows) and all(is_random_model(str(r["model"])) for r in rows)
+    return Drafts(versions[0] if versions else None, out, random_weights)
 
 
 def _model_version(model: str, bank: str | None) -> str:
@@ -147,8 +158,6 @@ def ensure_project(
     studio: Studio, dataset: Dataset, state: AnnotationState, setup: labeling.LabelingSetup, overlap: int,
 ) -> tuple[dict[str, Any], bool]:
     """Find or create the project; bring its config, instructions and overlap up to date.
-
-    The model version is set after the predictions exist (Label Studio refuses a version it has no predictions of).
     """
     key = studio.conn.state_key
     config = labeling.render_label_config(setup)
@@ -159,19 +168,21 @@ def ensure_project(
         expert_instruction=instructions + f"\n<p><small>Guidelines version {version}</small></p>",
         show_instruction=True,
         show_skip_button=True,
-        show_collab_predictions=True,
+        # drafts are never pre-filled: a box holding a draft reads as finished text and hurried annotators submit
+        # it; the drafts are listed beside an empty box, each one click away ("start from" choices)
+        show_collab_predictions=False,
         maximum_annotations=overlap,
         overlap_cohort_percentage=100,
     )
-    project = find_project(studio, dataset, state)
-    created = project is None
-    if created:
-        project = studio.once(
+    found = find_project(studio, dataset, state)
+    created = found is None
+    if found is None:
+        project: dict[str, Any] = plain(studio.once(
             "creating the project", studio.sdk.projects.create, title=project_title(dataset),
             description=_description(dataset), **settings,
-        )
-        project = plain(project)
+        ))
     else:
+        project = found
         changes = {k: v for k, v in settings.items() if k != "label_config" and project.get(k) != v}
         # the labeling config is ours to change only when our template or K changed since the last push, so a
         # team's edits in the UI survive re-runs
@@ -228,7 +239,10 @@ def _num(value: Any) -> float | None:
     return float(value)
 
 
-def task_data(clip: dict[str, Any], flight: dict[str, Any] | None, drafts: list[str], media_prefix: str, guideline: str) -> dict[str, Any]:
+def task_data(
+    clip: dict[str, Any], flight: dict[str, Any] | None, drafts: list[str], media_prefix: str, guideline: str,
+    random_weights: bool = False,
+) -> dict[str, Any]:
     """The task's data: what the page shows (video, header, drafts) and what pull needs back (ids, span, fps)."""
     name = (flight or {}).get("file_name") or clip["flight_id"]
     fps = _num(clip.get("fps")) or _num((flight or {}).get("fps")) or 25.0
@@ -248,21 +262,10 @@ def task_data(clip: dict[str, Any], flight: dict[str, Any] | None, drafts: list[
             name, clip["start_s"], clip["end_s"], _num((flight or {}).get("duration_s")), _num(clip.get("altitude_m")),
             clip.get("altitude_kind"),
         ),
-        "drafts": labeling.drafts_block(drafts),
+        "drafts": labeling.drafts_block(drafts, random_weights),
+        "draft_texts": list(drafts[: labeling.MAX_DRAFTS]),  # what pull resolves a "start from: draft i" pick to
         "guideline_version": guideline,
     }
-
-
-def prediction_result(drafts: list[tuple[str, float]], k: int) -> list[dict[str, Any]]:
-    """Draft i fills caption area i (best draft in the first), so each area starts from a different suggestion."""
-    return [
-        {"from_name": name, "to_name": labeling.VIDEO, "type": "textarea", "value": {"text": [text]}}
-        for name, (text, _) in zip(labeling.caption_names(k), drafts, strict=False)
-    ]
-
-
-def _prediction(drafts: list[tuple[str, float]], k: int, model_version: str) -> dict[str, Any]:
-    return {"model_version": model_version, "score": round(drafts[0][1], 6), "result": prediction_result(drafts, k)}
 
 
 def push(
@@ -326,7 +329,7 @@ def _push_locked(
     project, created = ensure_project(studio, dataset, state, setup, overlap)
     pid = int(project["id"])
     report = PushReport(conn.url, pid, created, clips_selected=len(clips), model_version=drafts.model_version,
-                        missing_files=missing_ids)
+                        random_drafts=drafts.random_weights, missing_files=missing_ids)
     log = RunLog(dataset.logs_dir, "annotate-push")
     report.log_path = log.path
     log.write("start", url=conn.url, project_id=pid, project_created=created, clips=report.clips_selected,
@@ -350,16 +353,14 @@ def _push_locked(
         report.tasks_existing = sum(1 for c in clips if c["clip_id"] in existing)
         report.missing_without_task = sum(1 for c in clips if c["clip_path"] in absent and c["clip_id"] not in existing)
         guideline = labeling.guideline_version()
-        k = setup.captions_per_task
         for batch in batched(todo, batch_size):
             items = []
             for clip in batch:
                 clip_drafts = drafts.by_clip.get(clip["clip_id"], [])
                 item: dict[str, Any] = {
-                    "data": task_data(clip, flights.get(clip["flight_id"]), [t for t, _ in clip_drafts], prefix, guideline)
+                    "data": task_data(clip, flights.get(clip["flight_id"]), [t for t, _ in clip_drafts], prefix, guideline,
+                                      drafts.random_weights)
                 }
-                if clip_drafts and drafts.model_version:
-                    item["predictions"] = [_prediction(clip_drafts, k, drafts.model_version)]
                 items.append(item)
             resp = studio.once(
                 f"importing tasks ({report.tasks_created} of {len(todo)} done)", studio.sdk.projects.import_tasks, pid,
@@ -369,17 +370,11 @@ def _push_locked(
             for clip, tid in zip(batch, ids, strict=False):
                 existing[clip["clip_id"]] = [int(tid)]
             report.tasks_created += len(batch)
-            report.predictions_created += sum(1 for it in items if "predictions" in it)
             log.write("imported", tasks=len(batch), task_ids=ids)
             say(f"imported {report.tasks_created} of {len(todo)} new task(s)")
 
         report.tasks_refreshed = _refresh_drafts_block(studio, clips, existing, task_rows, drafts)
-        if drafts.model_version:
-            _sync_predictions(studio, pid, clips, existing, drafts, k, report, log)
-            if project.get("model_version") != drafts.model_version:
-                # annotators see the predictions of the project's model version only: show the newest drafts
-                studio.call("switching the project to the new drafts", studio.sdk.projects.update, pid,
-                            model_version=drafts.model_version)
+        report.predictions_removed = _remove_prefills(studio, pid, log)
         srv = state.server(conn.state_key)
         srv["tasks"] = {cid: ids[0] for cid, ids in existing.items()}
         srv["model_version"] = drafts.model_version
@@ -391,7 +386,7 @@ def _push_locked(
         raise
     finally:
         log.write("summary", tasks_created=report.tasks_created, tasks_existing=report.tasks_existing,
-                  predictions_created=report.predictions_created, predictions_updated=report.predictions_updated,
+                  predictions_removed=report.predictions_removed,
                   missing_files=len(missing_ids))
         log.close()
     dataset.record_stage("annotate_push", {"url": conn.url if not conn.local else "local", "project_id": pid,
@@ -406,57 +401,35 @@ def _refresh_drafts_block(
     """Rewrite the drafts block of existing tasks whose drafts changed (e.g. tasks pushed before precaption ran)."""
     changed = 0
     for clip in clips:
-        block = labeling.drafts_block([t for t, _ in drafts.by_clip.get(clip["clip_id"], [])])
+        texts = [t for t, _ in drafts.by_clip.get(clip["clip_id"], [])]
+        block = labeling.drafts_block(texts, drafts.random_weights)
+        listed = texts[: labeling.MAX_DRAFTS]
         for tid in tasks.get(clip["clip_id"], []):
             data = (rows.get(tid) or {}).get("data")
-            if data is None or data.get("drafts") == block:
+            if data is None or (data.get("drafts") == block and (data.get("draft_texts") or []) == listed):
                 continue
-            studio.call("refreshing a task's drafts", studio.sdk.tasks.update, str(tid), data={**data, "drafts": block})
+            studio.call("refreshing a task's drafts", studio.sdk.tasks.update, str(tid),
+                        data={**data, "drafts": block, "draft_texts": listed})
             changed += 1
     return changed
 
 
-def _sync_predictions(
-    studio: Studio, pid: int, clips: list[dict[str, Any]], tasks: dict[str, list[int]], drafts: Drafts, k: int,
-    report: PushReport, log: RunLog,
-) -> None:
-    """Give every task of a clip with drafts exactly one prediction of the current model version, with the
-    current drafts: create it when missing, update it when the drafts changed, leave it alone otherwise."""
-    mv = drafts.model_version
-    current: dict[int, list[dict[str, Any]]] = {}
+def _remove_prefills(studio: Studio, pid: int, log: RunLog) -> int:
+    """Delete the project's predictions that fill a caption box (earlier pushes made one per task): Label Studio
+    would turn them into the annotator's starting text. Predictions of other controls (a team's own) stay."""
+    removed = 0
     for pred in studio.predictions(pid):
-        if pred.get("model_version") == mv:
-            current.setdefault(int(pred["task"]), []).append(pred)
-    to_create = []
-    for clip in clips:
-        clip_drafts = drafts.by_clip.get(clip["clip_id"])
-        if not clip_drafts:
-            continue
-        want = prediction_result(clip_drafts, k)
-        for tid in tasks.get(clip["clip_id"], []):
-            preds = current.get(tid, [])
-            if not preds:
-                to_create.append({"task": tid, **_prediction(clip_drafts, k, mv)})
-                continue
-            first, *extra = sorted(preds, key=lambda p: p["id"])
-            if _texts(first.get("result")) != _texts(want):
-                studio.call("updating a prediction", studio.sdk.predictions.update, first["id"], result=want,
-                            score=round(clip_drafts[0][1], 6), model_version=mv)
-                report.predictions_updated += 1
-            for pred in extra:
-                studio.call("removing a duplicate prediction", studio.sdk.predictions.delete, pred["id"])
-    for batch in batched(to_create, BATCH):
-        studio.once("importing predictions", studio.sdk.projects.import_predictions, pid, request=batch)
-        report.predictions_created += len(batch)
-        log.write("predictions", created=len(batch))
-
-
-def _texts(result: Any) -> list[tuple[str, tuple[str, ...]]]:
-    out = []
-    for item in result or []:
-        if isinstance(item, dict) and item.get("type") == "textarea":
-            out.append((item.get("from_name", ""), tuple((item.get("value") or {}).get("text") or [])))
-    return sorted(out)
+        fills = any(
+            isinstance(item, dict) and item.get("type") == "textarea"
+            and labeling.caption_slot(str(item.get("from_name", ""))) is not None
+            for item in pred.get("result") or []
+        )
+        if fills:
+            studio.call("removing a pre-filling prediction", studio.sdk.predictions.delete, pred["id"])
+            removed += 1
+    if removed:
+        log.write("predictions_removed", count=removed)
+    return removed
 
 
 def raise_for_report(report: PushReport, dataset_dir: Path) -> None:

@@ -280,6 +280,25 @@ _CLIENT_OR_SECRET_ENV = frozenset({
 })
 
 
+def _no_call_outs() -> dict[str, str]:
+    """Settings that keep the server and the annotator's browser from calling any host but this one.
+
+    Label Studio's own settings default to reporting errors to sentry.io from the server and, through a script
+    tag, from every annotator's browser; it reads each setting under three names (``LABEL_STUDIO_X``,
+    ``HEARTEX_X``, ``X``; the first one set wins), so all three are set empty, which its templates and
+    ``init_sentry`` read as off. The version check and analytics are off too.
+    """
+    out: dict[str, str] = {}
+    for name, value in (("SENTRY_DSN", ""), ("FRONTEND_SENTRY_DSN", ""), ("SENTRY_RATE", "0"),
+                        ("FRONTEND_SENTRY_RATE", "0"), ("LATEST_VERSION_CHECK", "false"), ("COLLECT_ANALYTICS", "false")):
+        for prefix in ("LABEL_STUDIO_", "HEARTEX_", ""):
+            out[prefix + name] = value
+    return out
+
+
+NO_CALL_OUTS = _no_call_outs()
+
+
 def _server_env(paths: ServerPaths, document_root: Path, creds: Credentials | None) -> dict[str, str]:
     # the client's key and URL never reach the server; first-start secrets are set below, and only then
     env = {k: v for k, v in os.environ.items() if k not in _CLIENT_OR_SECRET_ENV}
@@ -291,6 +310,7 @@ def _server_env(paths: ServerPaths, document_root: Path, creds: Credentials | No
         LATEST_VERSION_CHECK="false",
         COLLECT_ANALYTICS="false",
     )
+    env.update(NO_CALL_OUTS)
     if creds is not None:  # first start only: creates the admin, fixes its token, enables legacy tokens
         env.update(
             LABEL_STUDIO_USERNAME=creds.username,

@@ -15,6 +15,7 @@ from typing import Any
 from dvtr_data.annotation.client import AnnotationState
 from dvtr_data.annotation.pull import DELETED_FLAG
 from dvtr_data.annotation.quality import Quality, caption_quality
+from dvtr_data.annotation.reviewed import latest_reviews, reviewed_accepted
 from dvtr_data.dataset import Dataset
 from dvtr_data.lineage import captions_on_current_clips, orphaned_caption_count
 
@@ -33,6 +34,13 @@ class AnnotatorStats:
     annotations_per_hour: float | None
     unchanged_draft_share: float | None
     mean_words: float | None
+    reviewed: int = 0  # captions of this annotator that a review decided (the latest review per caption)
+    review_accepted: int = 0  # of those, the ones the reviewer accepted
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        """Share of the annotator's reviewed captions that reviewers accepted (None before any review)."""
+        return self.review_accepted / self.reviewed if self.reviewed else None
 
 
 @dataclass
@@ -72,7 +80,11 @@ def annotation_status(dataset_dir: Path, target: int | None = None) -> StatusRep
         universe = {c["clip_id"] for c in dataset.read_table("clips").to_pylist() if c["status"] == "ok" and c["qc_verdict"] == "pass"}
 
     captions = captions_on_current_clips(dataset)  # captions follow clips whose boundaries a re-ingest moved
-    rows = [r for r in captions.to_pylist() if str(r["caption_id"]).startswith("ls-")]
+    # Label Studio rows (ls-) and reviewers' fixes (rv-), with each reviewed caption's verdict joined in
+    rows = [r for r in captions.to_pylist() if str(r["caption_id"]).startswith(("ls-", "rv-"))]
+    verdicts = latest_reviews(dataset.read_table("reviews"))
+    for r in rows:
+        r["accepted"] = reviewed_accepted(r, verdicts.get(r["caption_id"]))
     per_clip: dict[str, int] = dict.fromkeys(universe, 0)
     by_clip_tokens: dict[str, list[list[str]]] = {}
     by_origin: dict[str, int] = {}
@@ -110,15 +122,17 @@ def annotation_status(dataset_dir: Path, target: int | None = None) -> StatusRep
         by_status=by_status,
         flags=flags,
         qc_choices=qc,
-        annotators=annotator_stats(rows),
+        annotators=annotator_stats(rows, verdicts),
         quality=caption_quality(by_clip_tokens, unchanged=unchanged, with_draft=len(with_draft)),
         projects={k: int(v["project_id"]) for k, v in servers.items() if v.get("project_id")},
         orphaned=orphaned_caption_count(dataset),
     )
 
 
-def annotator_stats(rows: list[dict[str, Any]]) -> list[AnnotatorStats]:
-    """Per annotator: volume, speed (from Label Studio's lead time per annotation) and draft reliance."""
+def annotator_stats(rows: list[dict[str, Any]], verdicts: dict[str, dict[str, Any]] | None = None) -> list[AnnotatorStats]:
+    """Per annotator: volume, speed (from Label Studio's lead time per annotation), draft reliance, and the share
+    of their reviewed captions that reviewers accepted (``verdicts``: the latest review per caption id)."""
+    verdicts = verdicts or {}
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in rows:
         groups.setdefault(r["annotator"] or "?", []).append(r)
@@ -147,6 +161,8 @@ def annotator_stats(rows: list[dict[str, Any]]) -> list[AnnotatorStats]:
                     sum(1 for r in with_draft if "unchanged_draft" in (r["flags"] or [])) / len(with_draft) if with_draft else None
                 ),
                 mean_words=sum(words) / len(words) if words else None,
+                reviewed=sum(1 for r in submitted if r["caption_id"] in verdicts),
+                review_accepted=sum(1 for r in submitted if verdicts.get(r["caption_id"], {}).get("status") == "accepted"),
             )
         )
     out.sort(key=lambda a: (-a.captions, a.annotator))

@@ -151,6 +151,28 @@ class CaptionRow(Row):
 
 
 @dataclass
+class ReviewRow(Row):
+    """One row of ``reviews`` (schema reviews/1)."""
+
+    TABLE: ClassVar[str] = "reviews"
+
+    review_id: str
+    caption_id: str
+    clip_id: str
+    status: str
+    reviewer: str
+    author: str | None = None
+    reason: str | None = None
+    fixed_caption_id: str | None = None
+    ls_project_id: int | None = None
+    ls_task_id: int | None = None
+    ls_annotation_id: int | None = None
+    lead_time_s: float | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass
 class SplitRow(Row):
     """One row of ``splits`` (schema splits/2)."""
 
@@ -205,6 +227,8 @@ class ReleaseRow(Row):
 RECORDS: dict[str, type[Row]] = {
     cls.TABLE: cls for cls in (FlightRow, ClipRow, CaptionRow, SplitRow, ImportRow, ReleaseRow)
 }
+
+RECORDS[ReviewRow.TABLE] = ReviewRow  # reviews (annotate review pull)
 
 
 def to_rows(records: list[Row]) -> list[dict[str, Any]]:

@@ -218,41 +218,58 @@ def test_push_finds_its_project_without_the_state_file(tmp_path):
     assert again.project_id == first.project_id and not again.project_created and len(srv.tasks) == 3
 
 
-def test_drafts_become_predictions_and_new_drafts_update_them(tmp_path):
+def test_drafts_are_listed_never_prefilled_and_new_drafts_refresh_them(tmp_path):
     ds = make_dataset(tmp_path / "ds", n_clips=2)
     srv = FakeServer()
-    push(ds.root, LOCAL, studio=studio_for(srv))  # before precaption: tasks without drafts
-    write_precaptions(ds)
+    first = push(ds.root, LOCAL, studio=studio_for(srv))  # before precaption: tasks without drafts
+    assert first.model_version is None and not first.random_drafts
+    write_precaptions(ds)  # ViT-S-32-alt/random-s0: random weights
     r = push(ds.root, LOCAL, studio=studio_for(srv))
-    assert r.predictions_created == 2 and r.tasks_refreshed == 2 and r.model_version.startswith("ViT-S-32-alt")
-    pid = r.project_id
-    assert srv.projects[pid]["model_version"] == r.model_version
-    pred = next(iter(srv.predictions.values()))
-    assert pred["result"][0]["from_name"] == "caption_1" and pred["result"][0]["value"]["text"] == ["draft 1: two cars drive along a road"]
-    assert "1. draft 1" in next(iter(srv.tasks.values()))["data"]["drafts"]
+    assert r.tasks_refreshed == 2 and r.model_version.startswith("ViT-S-32-alt") and r.random_drafts
+    assert not srv.predictions  # a prediction would become the annotator's starting text
+    data = next(iter(srv.tasks.values()))["data"]
+    assert data["draft_texts"] == [f"draft {n}: two cars drive along a road" for n in (1, 2, 3)]
+    assert data["drafts"].startswith(labeling.RANDOM_DRAFTS_NOTE) and "\n1. draft 1" in data["drafts"]
 
     again = push(ds.root, LOCAL, studio=studio_for(srv))
-    assert (again.predictions_created, again.predictions_updated, again.tasks_refreshed) == (0, 0, 0)
+    assert (again.tasks_refreshed, again.predictions_removed) == (0, 0)
 
-    write_precaptions(ds, suffix=" (better bank)")
-    same_version = push(ds.root, LOCAL, studio=studio_for(srv))
-    assert same_version.predictions_updated == 2 and len(srv.predictions) == 2
-    assert all("better bank" in p["result"][0]["value"]["text"][0] for p in srv.predictions.values())
-
-    write_precaptions(ds, model="ViT-B-32/random-s1")
-    new_version = push(ds.root, LOCAL, studio=studio_for(srv))
-    assert new_version.predictions_created == 2 and len(srv.predictions) == 4
-    assert srv.projects[pid]["model_version"] == new_version.model_version != r.model_version
+    write_precaptions(ds, model="ViT-B-32/trained", suffix=" (better bank)")
+    better = push(ds.root, LOCAL, studio=studio_for(srv))
+    assert better.tasks_refreshed == 2 and not better.random_drafts
+    data = next(iter(srv.tasks.values()))["data"]
+    assert data["drafts"].startswith("1. draft 1") and "random" not in data["drafts"]
+    assert all("better bank" in t for t in data["draft_texts"])
 
 
-def test_k_captions_per_task_fill_each_area_from_a_different_draft(tmp_path):
+def test_push_removes_the_prefilling_predictions_of_earlier_pushes_only(tmp_path):
+    ds = make_dataset(tmp_path / "ds", n_clips=2)
+    srv = FakeServer()
+    r = push(ds.root, LOCAL, studio=studio_for(srv))
+    tids = sorted(srv.tasks)
+    sdk = FakeSDK(srv)
+    old = {"model_version": "old", "result": [{"from_name": "caption_1", "to_name": "video", "type": "textarea",
+                                               "value": {"text": ["draft 1"]}}]}
+    team = {"model_version": "team", "result": [{"from_name": "qc", "to_name": "video", "type": "choices",
+                                                 "value": {"choices": ["usable"]}}]}
+    sdk.projects.import_predictions(r.project_id, request=[{"task": tids[0], **old}, {"task": tids[1], **old},
+                                                           {"task": tids[0], **team}])
+    again = push(ds.root, LOCAL, studio=studio_for(srv))
+    assert again.predictions_removed == 2
+    assert [p["model_version"] for p in srv.predictions.values()] == ["team"]
+
+
+def test_k_captions_per_task_render_k_empty_areas_and_the_start_from_choices(tmp_path):
     ds = make_dataset(tmp_path / "ds", n_clips=1)
     write_precaptions(ds, per_clip=2)
     srv = FakeServer()
     push(ds.root, LOCAL, captions_per_task=3, overlap=2, studio=studio_for(srv))
-    pred = next(iter(srv.predictions.values()))
-    assert [(i["from_name"], i["value"]["text"][0][:7]) for i in pred["result"]] == [("caption_1", "draft 1"), ("caption_2", "draft 2")]
-    assert labeling.captions_per_task_of(next(iter(srv.projects.values()))["label_config"]) == 3
+    config = next(iter(srv.projects.values()))["label_config"]
+    assert labeling.captions_per_task_of(config) == 3 and not srv.predictions
+    root = ET.fromstring(config)
+    start = [c for c in root.iter("Choices") if c.get("name") == labeling.START_FROM]
+    assert len(start) == 1 and [c.get("value") for c in start[0]] == [f"draft {n}" for n in range(1, 6)]
+    assert all(t.get("value") is None for t in root.iter("TextArea"))  # no pre-filled value either
 
 
 def test_a_missing_clip_file_is_reported_and_a_rerun_after_the_fix_adds_it(tmp_path):
@@ -285,10 +302,7 @@ def test_server_dying_mid_push_then_rerun_completes_without_duplicates(tmp_path)
     report = push(ds.root, LOCAL, batch_size=2, studio=studio_for(srv))
     assert report.tasks_created == 5 - report.tasks_existing
     assert len(srv.tasks) == 5 and all(len(v) == 1 for v in tasks_by_clip(srv).values())
-    per_task = {}
-    for p in srv.predictions.values():
-        per_task[p["task"]] = per_task.get(p["task"], 0) + 1
-    assert set(per_task.values()) == {1} and len(per_task) == 5
+    assert not srv.predictions and all(t["data"]["draft_texts"] for t in srv.tasks.values())
 
 
 def test_a_task_deleted_in_the_ui_is_recreated_by_push(tmp_path):
@@ -335,8 +349,10 @@ def test_pull_turns_annotations_into_caption_rows(tmp_path):
     push(ds.root, LOCAL, studio=studio_for(srv))
     c1, c2 = ds.read_table("clips").column("clip_id").to_pylist()
     weird = 'Two cars <img src=x onerror=alert(1)> drive "fast" along a road\nnear houses — ünïcode'
-    _annotate(srv, c1, caption_result(weird, qc=["usable", "privacy concern"], category="residential"), completed_by=7, lead_time=42.5)
-    _annotate(srv, c2, caption_result("draft 1: two cars drive along a road"), completed_by=7, lead_time=3.0)  # unchanged draft
+    _annotate(srv, c1, caption_result(weird, qc=["usable", "privacy concern"], category="residential", start=["draft 1"]),
+              completed_by=7, lead_time=42.5)
+    _annotate(srv, c2, caption_result("draft 1: two cars drive along a road", start=["draft 1"]), completed_by=7,
+              lead_time=3.0)  # unchanged draft
     _annotate(srv, c2, [], completed_by=1, was_cancelled=True, lead_time=1.0)  # skipped
 
     report = pull(ds.root, LOCAL, studio=studio_for(srv))

@@ -136,7 +136,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 @pytest.fixture(scope="module")
 def pushed(live: Live) -> Live:
     _write_drafts(live.dataset, "ViT-S-32-alt/random-s0", hostile_clip=live.browser_clip)
-    run_cli(live, "push", "--dataset", str(live.dataset.root), "--overlap", "3")
+    out = run_cli(live, "push", "--dataset", str(live.dataset.root), "--overlap", "3")
+    assert "random weights" in out and "noise" in out  # push says plainly what such drafts are
     return live
 
 
@@ -153,19 +154,18 @@ def test_server_is_healthy_loopback_only_with_private_credentials(live: Live):
     assert proc is None and again.already_running and again.pid == live.info.pid
 
 
-def test_push_creates_tasks_whose_predictions_annotators_see(pushed: Live):
+def test_push_creates_tasks_that_list_drafts_without_prefilling(pushed: Live):
     studio = pushed.studio()
     project = studio.project(pushed.project_id)
-    assert project is not None and project["maximum_annotations"] == 3
-    assert project["model_version"].startswith("ViT-S-32-alt/random-s0")
+    assert project is not None and project["maximum_annotations"] == 3 and project["show_collab_predictions"] is False
     clips = {c["clip_id"]: c for c in pushed.dataset.read_table("clips").to_pylist() if c["qc_verdict"] == "pass"}
     tasks = list(studio.tasks(pushed.project_id, with_annotations=True))
     assert sorted(t["data"]["clip_id"] for t in tasks) == sorted(clips)
     for task in tasks:
         clip = clips[task["data"]["clip_id"]]
         assert task["data"]["fps"] == pytest.approx(clip["fps"], abs=1e-4) and task["data"]["n_frames"] == clip["n_frames"]
-        shown = [p for p in task["predictions"] if p["model_version"] == project["model_version"]]
-        assert len(shown) == 1 and shown[0]["result"][0]["from_name"] == "caption_1"
+        assert task["predictions"] == []  # a prediction would become the annotator's starting text
+        assert len(task["data"]["draft_texts"]) == 3 and "random weights" in task["data"]["drafts"]
     # the clip file is served through the Local Files storage, byte for byte
     task = tasks[0]
     resp = httpx.get(pushed.conn.url + task["data"]["video"], headers={"Authorization": f"Token {pushed.conn.api_key}"}, timeout=30)
@@ -177,14 +177,13 @@ def test_repush_is_idempotent_and_new_drafts_update_predictions(pushed: Live):
     studio = pushed.studio()
     before = len(list(studio.tasks(pushed.project_id)))
     out = run_cli(pushed, "push", "--dataset", str(pushed.dataset.root))
-    assert "0 new task(s)" in out and "predictions 0 added, 0 updated" in out
+    assert "0 new task(s)" in out and "drafts block refreshed" not in out
     assert len(list(studio.tasks(pushed.project_id))) == before
     _write_drafts(pushed.dataset, "ViT-B-32/random-s1", hostile_clip=pushed.browser_clip)
     out = run_cli(pushed, "push", "--dataset", str(pushed.dataset.root))
-    assert f"predictions {before} added" in out and "0 new task(s)" in out
-    project = studio.project(pushed.project_id)
-    assert project["model_version"].startswith("ViT-B-32/random-s1")
-    assert len(list(studio.tasks(pushed.project_id))) == before
+    assert f"drafts block refreshed in {before} task(s)" in out and "0 new task(s)" in out
+    tasks = list(studio.tasks(pushed.project_id))
+    assert len(tasks) == before and all(t["data"]["draft_texts"][0].startswith("Draft 1 from ViT-B-32") for t in tasks)
 
 
 def test_annotations_through_the_api_then_pull_and_repull(pushed: Live):
@@ -194,7 +193,9 @@ def test_annotations_through_the_api_then_pull_and_repull(pushed: Live):
     others = sorted(c for c in tasks if c != pushed.browser_clip)
     human, skipped = others[0], others[1]
     text = 'Seen from above, two cars <b>drive</b> along a road & past "three" houses.'
-    a = studio.sdk.annotations.create(tasks[human]["id"], result=caption_result(text, qc=["usable"], category="residential"), lead_time=31.5)
+    start = {"from_name": "start_from", "to_name": "video", "type": "choices", "value": {"choices": ["draft 1"]}}
+    a = studio.sdk.annotations.create(tasks[human]["id"], lead_time=31.5,
+                                      result=[*caption_result(text, qc=["usable"], category="residential"), start])
     studio.sdk.annotations.create(tasks[skipped]["id"], result=[], was_cancelled=True, lead_time=2.0)
     out = run_cli(pushed, "simulate", "--dataset", str(pushed.dataset.root), *sum((["--clip", c] for c in others), []))
     assert "SIMULATED" in out
@@ -215,7 +216,7 @@ def test_annotations_through_the_api_then_pull_and_repull(pushed: Live):
     out = run_cli(pushed, "pull", "--dataset", str(pushed.dataset.root))
     assert "0 new, 0 updated" in out and pushed.dataset.read_table("captions").num_rows == len(rows)
     edited = text.replace("two cars", "three cars")
-    studio.sdk.annotations.update(a.id, result=caption_result(edited, qc=["usable"]))
+    studio.sdk.annotations.update(a.id, result=[*caption_result(edited, qc=["usable"]), start])
     out = run_cli(pushed, "pull", "--dataset", str(pushed.dataset.root))
     assert "0 new, 1 updated" in out
     after = pushed.dataset.read_table("captions").to_pylist()
@@ -384,10 +385,85 @@ def test_server_dying_mid_push_then_rerun_without_duplicates(live: Live, tmp_pat
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# the review step: a review project beside the captions one
+# ----------------------------------------------------------------------------------------------------------------
+def test_review_round_trip_accept_fix_and_a_refused_self_review(live: Live, tmp_path: Path):
+    from dvtr_data.annotation.review import review_push
+    from dvtr_data.annotation.status import annotation_status
+    from dvtr_data.splits import accepted_caption_counts
+
+    ds = make_dataset(tmp_path / "ds", n_clips=2)
+    url = live.info.url.replace("127.0.0.1", "localhost")
+    conn = Connection(url, live.conn.api_key)
+    media = "/data/local-files/?d=x/"
+    push(ds.root, conn, media_url=media)
+    studio = Studio(conn)
+    stamp = str(time.monotonic_ns())[-8:]  # users are per server: names unique to this run of the test
+    author = studio.sdk.users.create(username=f"author{stamp}", email=f"author{stamp}@example.org")
+    reviewer = studio.sdk.users.create(username=f"reviewer{stamp}", email=f"reviewer{stamp}@example.org")
+    pid = json.loads((ds.work_dir / "annotate.json").read_text())["servers"][url]["project_id"]
+    tasks = {t["data"]["clip_id"]: t["id"] for t in studio.tasks(pid)}
+    c1, c2 = sorted(tasks)
+    good, wrong = "two red cars cross a long bridge over the river", "three boats float near a wooden pier at dusk"
+    studio.sdk.annotations.create(tasks[c1], result=caption_result(good), completed_by=author.id, lead_time=20.0)
+    studio.sdk.annotations.create(tasks[c2], result=caption_result(wrong), completed_by=author.id, lead_time=20.0)
+    env = {"LABEL_STUDIO_API_KEY": live.conn.api_key}
+    run_cli(live, "pull", "--dataset", str(ds.root), "--url", url, "--min-words", "3", env=env)
+    captions = {r["text"]: r for r in ds.read_table("captions").to_pylist()}
+    assert captions[good]["annotator"] == author.email and captions[good]["accepted"]
+
+    out = run_cli(live, "review", "push", "--dataset", str(ds.root), "--url", url, "--media-url", media, env=env)
+    assert "2 new review task(s)" in out
+    assert review_push(ds.root, conn, media_url=media).tasks_created == 0  # idempotent
+    rpid = json.loads((ds.work_dir / "annotate.json").read_text())["servers"][url]["review_project_id"]
+    rtasks = {t["data"]["caption_id"]: t for t in studio.tasks(rpid)}
+    assert {t["data"]["author"] for t in rtasks.values()} == {author.email}
+    assert rtasks[captions[good]["caption_id"]]["data"]["caption"] == good
+
+    def verdict(choice: str, reason: str = "", fix: str = "") -> list[dict]:
+        out = [{"from_name": "verdict", "to_name": "video", "type": "choices", "value": {"choices": [choice]}}]
+        for name, text in (("reason", reason), ("fix", fix)):
+            if text:
+                out.append({"from_name": name, "to_name": "video", "type": "textarea", "value": {"text": [text]}})
+        return out
+
+    fixed_text = "two boats float near a wooden pier at dusk"
+    studio.sdk.annotations.create(rtasks[captions[good]["caption_id"]]["id"], result=verdict("accept"), completed_by=reviewer.id)
+    studio.sdk.annotations.create(rtasks[captions[good]["caption_id"]]["id"], result=verdict("accept"), completed_by=author.id)
+    studio.sdk.annotations.create(rtasks[captions[wrong]["caption_id"]]["id"], completed_by=reviewer.id,
+                                  result=verdict("fix", reason="two boats, not three", fix=fixed_text))
+    out = run_cli(live, "review", "pull", "--dataset", str(ds.root), "--url", url, env=env)
+    assert "2 review(s) on 2 task(s) (accepted 1, fixed 1)" in out, out
+    assert "refused" in out and author.email in out and captions[good]["caption_id"] in out  # the self-review
+
+    reviews = {r["caption_id"]: r for r in ds.read_table("reviews").to_pylist()}
+    assert reviews[captions[good]["caption_id"]]["status"] == "accepted"
+    assert reviews[captions[good]["caption_id"]]["reviewer"] == reviewer.email
+    fix_review = reviews[captions[wrong]["caption_id"]]
+    assert fix_review["status"] == "fixed" and fix_review["reason"] == "two boats, not three"
+    rows = {r["caption_id"]: r for r in ds.read_table("captions").to_pylist()}
+    fix = rows[fix_review["fixed_caption_id"]]
+    assert fix["writer"] == "review" and fix["text"] == fixed_text and fix["clip_id"] == c2
+    assert fix["draft_shown"] == wrong and fix["annotator"] == reviewer.email and fix["accepted"]
+    assert rows[captions[wrong]["caption_id"]]["text"] == wrong  # the caption fixed is kept as its author wrote it
+    # split eligibility: clip 1 keeps its reviewed caption, clip 2 counts the fix and not the caption it replaced
+    counts = accepted_caption_counts(ds.read_table("captions"), ds.read_table("reviews"))
+    assert counts == {c1: 1, c2: 1}
+    st = annotation_status(ds.root)
+    mine = [a for a in st.annotators if a.annotator == author.email][0]
+    assert (mine.reviewed, mine.review_accepted, mine.acceptance_rate) == (2, 1, 0.5)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # the browser: an annotator signs up from an invite link, captions a clip, and pull returns it
 # ----------------------------------------------------------------------------------------------------------------
 @pytest.mark.browser
 def test_annotator_captions_a_clip_in_chromium(pushed: Live):
+    """An annotator's first visit, in a 1600x1000 window: the guidelines open, the caption box is an empty box,
+    any draft is one click to start from, QC and category choices need no scrolling, and no request leaves
+    127.0.0.1 (Label Studio's Sentry and other call-outs are off in the managed server)."""
+    from dvtr_data.annotation import labeling
+
     chromium = Path("/usr/bin/chromium")
     if not chromium.is_file():
         pytest.skip("Chromium is not installed (run annotation/install_browser.sh)")
@@ -400,25 +476,38 @@ def test_annotator_captions_a_clip_in_chromium(pushed: Live):
     clip = {c["clip_id"]: c for c in pushed.dataset.read_table("clips").to_pylist()}[pushed.browser_clip]
     task = [t for t in studio.tasks(pid, with_annotations=True) if t["data"]["clip_id"] == clip["clip_id"]][0]
     assert not task["annotations"], "the browser clip must be untouched by the other tests"
+    hostile_draft = task["data"]["draft_texts"][1]  # draft 2 of the browser clip is the hostile one
+    assert "onerror" in hostile_draft
     invite = studio.sdk.organizations.invites.get_invite_link().invite_url
     email, password = "annotator@example.org", "correct-horse-battery-42"
     caption = 'Seen from above, cars drive along a road <i>between</i> houses & "fields" — ünïcode.'
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "annotate-browser.png"
+    requests: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=str(chromium),
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run"],
+            # no flag here turns off the page's own call-outs (the request check below would miss them otherwise)
+            args=["--headless", "--no-sandbox", "--disable-gpu", "--disable-component-update", "--disable-sync",
+                  "--no-first-run"],
         )
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1200})
+            context = browser.new_context(viewport={"width": 1600, "height": 1000})
+            context.on("request", lambda r: requests.append(r.url))
+            page = context.new_page()
             page.set_default_timeout(60_000)
             page.goto(pushed.conn.url + invite)
             page.fill("#email", email)
             page.fill("#password", password)
             page.click("button[type=submit]")
             page.wait_for_load_state("networkidle")
+
+            # first visit: the link push prints (the labeling stream) opens with the guidelines
+            page.goto(f"{pushed.conn.url}/projects/{pid}/data?labeling=1")
+            page.wait_for_selector("text=Labeling Instructions")
+            assert "Captioning drone clips" in page.inner_text("body")  # guidelines.md's first heading
+            page.keyboard.press("Escape")
+
             page.context.clear_cookies()  # then log in as a returning annotator would
             page.goto(pushed.conn.url + "/user/login/")
             page.fill("input[name=email]", email)
@@ -428,7 +517,7 @@ def test_annotator_captions_a_clip_in_chromium(pushed: Live):
             assert "/user/login" not in page.url
 
             page.goto(f"{pushed.conn.url}/projects/{pid}/data?task={task['id']}")
-            page.wait_for_selector("[data-testid=htx-textbox-edit-button]")
+            page.wait_for_selector("[data-testid=textarea-region] textarea, textarea")
             page.wait_for_selector("video", state="attached")
             page.wait_for_load_state("networkidle")
             video = page.evaluate(
@@ -452,19 +541,45 @@ def test_annotator_captions_a_clip_in_chromium(pushed: Live):
             )
             assert any(t.split()[-1] == str(clip["n_frames"]) for t in counters), counters  # frame rate from $fps
 
-            region = page.inner_text("[data-testid=textarea-regions]")
-            assert region.startswith("Draft 1 from ")  # the draft is there to start from
+            # the caption box: empty, editable, with a visible border; no draft pre-filled as a region
+            box = page.evaluate(
+                """() => { const t = document.querySelector('textarea'); const s = getComputedStyle(t);
+                   return {value: t.value, readOnly: t.readOnly, disabled: t.disabled, border: parseFloat(s.borderTopWidth),
+                           style: s.borderTopStyle, placeholder: t.placeholder}; }"""
+            )
+            assert box["value"] == "" and not box["readOnly"] and not box["disabled"], box
+            assert box["border"] >= 1 and box["style"] not in ("none", "hidden"), box
+            assert box["placeholder"].startswith("What does the clip show?")
+            assert page.locator("[data-testid=htx-textbox-edit-button]").count() == 0  # nothing pre-filled
             body = page.inner_text("body")
+            assert "random weights" in body and "noise" in body  # the drafts say what they are
             assert '<img src=x onerror="window.__xss=1">' in body  # hostile draft shown as text ...
             assert page.evaluate("() => window.__xss") is None  # ... and never run
 
-            page.click("[data-testid=htx-textbox-edit-button]")
-            area = page.locator("[data-testid=textarea-region] textarea").first
+            # every QC and category choice, the drafts' choices and the box are on screen without scrolling
+            names = [*labeling.QC_CHOICES, *labeling.CATEGORIES, *(f"draft {n}" for n in range(1, labeling.MAX_DRAFTS + 1))]
+            places = page.evaluate(
+                """names => names.map(n => { const i = document.querySelector(`input[name="${n}"]`);
+                     if (!i) return [n, null]; const r = i.closest('label').getBoundingClientRect();
+                     return [n, r.top, r.bottom, r.left, r.right]; })""",
+                names,
+            )
+            height, width = page.evaluate("() => [window.innerHeight, window.innerWidth]")
+            for name, *rect in places:
+                assert rect[0] is not None, f"no choice {name!r} on the page"
+                top, bottom, left, right = rect
+                assert 0 <= top and bottom <= height and 0 <= left and right <= width, (name, rect, height)
+            assert page.evaluate("() => document.querySelector('textarea').getBoundingClientRect().bottom") <= height
+
+            # one click starts from any draft (here draft 2), then the annotator writes their caption
+            page.click("label:has(input[name='draft 2'])")
+            assert page.is_checked("input[name='draft 2']")
+            area = page.locator("textarea").first
             area.fill(caption)
-            page.click("[data-testid=htx-textbox-save]")
+            area.press("Shift+Enter")  # Label Studio's "Add" (the box's own button does the same)
             page.click("label:has(input[name='usable'])")
             assert page.is_checked("input[name='usable']")
-            page.screenshot(path=str(shot), full_page=True)
+            page.screenshot(path=str(shot))
             page.click("[data-testid=bottombar-submit-button]")
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and not [t for t in studio.tasks(pid, with_annotations=True)
@@ -473,13 +588,16 @@ def test_annotator_captions_a_clip_in_chromium(pushed: Live):
         finally:
             browser.close()
     assert shot.is_file() and shot.stat().st_size > 10_000
+    hosts = {r.split("/")[2] for r in requests if r.startswith(("http://", "https://", "ws://", "wss://"))}
+    assert hosts == {f"127.0.0.1:{pushed.info.port}"}, sorted(hosts)  # no request leaves the machine
+    assert not [r for r in requests if not r.startswith(("http://127.0.0.1", "data:", "blob:"))], requests[:5]
 
     run_cli(pushed, "pull", "--dataset", str(pushed.dataset.root))
     rows = [r for r in pushed.dataset.read_table("captions").to_pylist() if r["clip_id"] == clip["clip_id"]]
     assert len(rows) == 1
     row = rows[0]
     assert row["text"] == caption and row["annotator"] == email and row["origin"] == "human"
-    assert row["draft_shown"] == region.strip() and row["edit_distance"] > 0
+    assert row["draft_shown"] == hostile_draft and row["edit_distance"] > 0  # the draft picked, byte for byte
     assert row["qc_choices"] == ["usable"] and row["lead_time_s"] and row["accepted"]
 
 

@@ -162,15 +162,25 @@ def push_cmd(
     drafts = f"drafts from {escape(report.model_version)}" if report.model_version else "no drafts (precaption has not run)"
     out.print(
         f"project {report.project_id} ({'created' if report.project_created else 'found'}) at {escape(report.url)}: "
-        f"{report.tasks_created} new task(s), {report.tasks_existing} already there; {drafts}; predictions "
-        f"{report.predictions_created} added, {report.predictions_updated} updated"
+        f"{report.tasks_created} new task(s), {report.tasks_existing} already there; {drafts}, listed beside an "
+        "empty caption box (never pre-filled)"
+        + (f"; {report.predictions_removed} pre-filling prediction(s) of earlier pushes removed"
+           if report.predictions_removed else "")
         + (f"; drafts block refreshed in {report.tasks_refreshed} task(s)" if report.tasks_refreshed else ""),
         highlight=False, soft_wrap=True,
     )
+    if report.random_drafts:
+        err.print(
+            f"warning: the drafts come from {escape(report.model_version or '?')}, a model with random weights: they are "
+            "noise, not descriptions. They are listed on the page under that note and never fill a caption box; for "
+            "useful drafts run `dvtr-data precaption` with trained weights, then push again.",
+            highlight=False, soft_wrap=True,
+        )
     for cid, ids in list(report.duplicate_tasks.items())[:3]:
         err.print(f"warning: clip {escape(cid)} has {len(ids)} tasks ({', '.join(map(str, ids))}); delete the extra ones in Label Studio",
                   highlight=False, soft_wrap=True)
-    out.print(f"Annotators open: {escape(report.url)}/projects/{report.project_id}/data", highlight=False)
+    out.print(f"Annotators open: {escape(report.url)}/projects/{report.project_id}/data?labeling=1 "
+              "(the labeling stream: the guidelines open first)", highlight=False)
     raise_for_report(report, dataset)
 
 
@@ -331,6 +341,16 @@ def print_status(rep: Any) -> None:
             _fmt(a.annotations_per_hour, "{:.0f}"), _fmt(a.unchanged_draft_share, "{:.0%}"), _fmt(a.mean_words, "{:.1f}"),
         )
     out.print(people)
+    reviewed = [a for a in rep.annotators if getattr(a, "reviewed", 0)]
+    if reviewed:  # after `annotate review pull`: how much of each annotator's reviewed work reviewers accepted
+        rates = Table(title="review acceptance (latest review per caption)", title_justify="left", box=box.SIMPLE_HEAD,
+                      show_edge=False, pad_edge=False)
+        rates.add_column("annotator", overflow="fold", min_width=12)
+        for col in ("reviewed", "accepted", "rate"):
+            rates.add_column(col, justify="right", no_wrap=True)
+        for a in reviewed:
+            rates.add_row(escape(a.annotator), str(a.reviewed), str(a.review_accepted), _fmt(a.acceptance_rate, "{:.0%}"))
+        out.print(rates)
 
     q = rep.quality
     out.print(f"[bold]caption quality[/]: {q.captions} accepted caption(s), {q.clips_scored} clip(s) with two or more", highlight=False)
@@ -349,3 +369,84 @@ def print_status(rep: Any) -> None:
 
 __all__ = ["annotate_app", "print_status"]
 
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# review: a review project on the same server (Label Studio's open-source edition has no review stream)
+# ----------------------------------------------------------------------------------------------------------------
+review_app = typer.Typer(
+    name="review",
+    help="Review submitted captions: accept, reject with a reason, or fix (a review project beside the captions one).\n\n"
+    "Typical order: annotate pull, review push, (reviewers work in the browser), review pull, status.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+annotate_app.add_typer(review_app, name="review")
+
+
+@review_app.command("push")
+def review_push_cmd(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    overlap: Annotated[int, typer.Option(help="Reviewers per caption (Label Studio's maximum annotations).")] = 1,
+    limit: Annotated[int | None, typer.Option(help="Add at most this many review tasks.")] = None,
+    media_url: Annotated[str | None, typer.Option(help="Remote servers: as for `annotate push`.")] = None,
+    storage_path: Annotated[Path | None, typer.Option(help="Remote servers: as for `annotate push`.")] = None,
+) -> None:
+    """Create the review project (once) and add a task per submitted caption without one: clip, caption, author.
+
+    A reviewer never reviews their own caption: `review pull` refuses such a review and names it.
+
+    Example: [bold]dvtr-data annotate review push --dataset my-dataset[/]
+    """
+    from dvtr_data.annotation.review import review_push
+
+    conn = _connection(dataset, url, api_key)
+    report = review_push(dataset, conn, overlap=overlap, limit=limit, media_url=media_url, storage_path=storage_path, say=_say)
+    out.print(
+        f"review project {report.project_id} ({'created' if report.project_created else 'found'}) at {escape(report.url)}: "
+        f"{report.tasks_created} new review task(s), {report.tasks_existing} already there, "
+        f"{report.candidates} submitted caption(s) in all",
+        highlight=False, soft_wrap=True,
+    )
+    out.print(f"Reviewers open: {escape(report.url)}/projects/{report.project_id}/data?labeling=1", highlight=False)
+
+
+@review_app.command("pull")
+def review_pull_cmd(
+    dataset: DatasetOpt,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    min_words: Annotated[int, typer.Option(help="Fixed captions with fewer words are flagged too_short.")] = 5,
+) -> None:
+    """Export the review project into reviews.parquet; each fix becomes a new caption row linked to the one it fixes.
+
+    Where a caption has a review, the latest review decides whether it is accepted (split, export, status).
+
+    Example: [bold]dvtr-data annotate review pull --dataset my-dataset[/]
+    """
+    from dvtr_data.annotation.review import review_pull
+
+    conn = _connection(dataset, url, api_key)
+    report = review_pull(dataset, conn, min_words=min_words, say=_say)
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.by_status.items())) or "none"
+    out.print(
+        f"pulled review project {report.project_id}: {report.reviews} review(s) on {report.tasks} task(s) ({statuses}); "
+        f"{report.fixes} fix(es) as new caption row(s), {report.fixes_accepted} accepted; {report.skipped} skipped",
+        highlight=False, soft_wrap=True, markup=False,
+    )
+    for cid, who in report.self_reviews[:5]:
+        err.print(f"refused: {who} reviewed their own caption {cid}; not recorded (another reviewer must review it)",
+                  highlight=False, soft_wrap=True, markup=False)
+    if len(report.self_reviews) > 5:
+        err.print(f"refused: {len(report.self_reviews) - 5} more self-review(s)", highlight=False)
+    for cid, missing in report.incomplete[:5]:
+        err.print(f"left out: a review of caption {cid} has {missing}; complete it and pull again",
+                  highlight=False, soft_wrap=True, markup=False)
+    if len(report.incomplete) > 5:
+        err.print(f"left out: {len(report.incomplete) - 5} more incomplete review(s)", highlight=False)
+    if report.unknown_captions:
+        err.print(f"warning: {len(report.unknown_captions)} review task(s) name captions not in this dataset "
+                  f"(e.g. {report.unknown_captions[0]}); ignored", highlight=False, soft_wrap=True, markup=False)

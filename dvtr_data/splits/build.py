@@ -142,10 +142,15 @@ def _read_clips(ds: Dataset) -> _Clips:
     )
 
 
-def accepted_caption_counts(captions: pa.Table) -> dict[str, int]:
-    """Accepted captions per clip: submitted and not blocked by a QC flag (``accepted``)."""
+def accepted_caption_counts(captions: pa.Table, reviews: pa.Table | None = None) -> dict[str, int]:
+    """Accepted captions per clip: submitted and not blocked by a QC flag (``accepted``); where a caption has a
+    review (``reviews``), the latest review's verdict decides instead (annotation/reviewed.py)."""
     if not captions.num_rows:
         return {}
+    if reviews is not None and reviews.num_rows:
+        from dvtr_data.annotation.reviewed import apply_reviews
+
+        captions = apply_reviews(captions, reviews)
     ok = pc.and_(
         pc.equal(captions.column("status"), "submitted"), pc.fill_null(captions.column("accepted"), False)
     )
@@ -211,7 +216,7 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             f"{ds.root} has no captions yet, so no clip can be split",
             hint="annotate the clips (`dvtr-data annotate`) or import a caption set (`dvtr-data import`)",
         )
-    n_acc_map = accepted_caption_counts(captions)
+    n_acc_map = accepted_caption_counts(captions, ds.read_table("reviews"))  # review-accepted where reviewed
     caption_rows = text_leakage.caption_rows(captions)
     n = len(clips.ids)
     n_acc = np.array([n_acc_map.get(c, 0) for c in clips.ids], dtype=np.int64)

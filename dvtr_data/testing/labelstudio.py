@@ -278,8 +278,13 @@ class FakeSDK:
         return [json.dumps(tasks).encode()]
 
 
-def caption_result(*texts: str, qc: list[str] | None = None, category: str | None = None) -> list[dict[str, Any]]:
+def caption_result(
+    *texts: str, qc: list[str] | None = None, category: str | None = None, start: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """An annotation's result as Label Studio sends it; ``start`` picks drafts to start from ("draft 2", ...)."""
     out = [{"from_name": f"caption_{i}", "to_name": "video", "type": "textarea", "value": {"text": [t]}} for i, t in enumerate(texts, 1)]
+    if start:
+        out.append({"from_name": "start_from", "to_name": "video", "type": "choices", "value": {"choices": start}})
     if qc:
         out.append({"from_name": "qc", "to_name": "video", "type": "choices", "value": {"choices": qc}})
     if category:
