@@ -6,11 +6,13 @@ Expected values are worked out by hand in each test.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
 from dvtr_data.annotation import labeling, reviewed, server
 from dvtr_data.annotation.client import Connection, Studio
@@ -25,6 +27,16 @@ from dvtr_data.testing.labelstudio import FakeSDK, FakeServer, caption_result, m
 KEY = "0123456789abcdef0123456789abcdef01234567"
 LOCAL = Connection("http://127.0.0.1:8080", KEY, local=True)
 AUTHOR, REVIEWER, OTHER = 7, 8, 9
+
+
+def _cli() -> Any:
+    import typer
+
+    from dvtr_data.cli.annotate import annotate_app
+
+    root = typer.Typer()
+    root.add_typer(annotate_app, name="annotate")
+    return root
 
 
 def studio_for(srv: FakeServer) -> Studio:
@@ -215,6 +227,10 @@ def test_review_pull_records_verdicts_fixes_and_refuses_self_reviews(tmp_path):
     author = by[f"user{AUTHOR}@example.org"]
     assert (author.reviewed, author.review_accepted, author.acceptance_rate, author.accepted) == (2, 1, 0.5, 1)
     assert by[f"user{REVIEWER}@example.org"].acceptance_rate is None  # their fix has not been reviewed
+
+    shown = CliRunner().invoke(_cli(), ["annotate", "status", "--dataset", str(ds.root)], env={"COLUMNS": "100"})
+    assert shown.exit_code == 0, shown.output
+    assert re.search(rf"user{AUTHOR}@example\.org\s+2\s+1\s+50%", shown.output), shown.output  # review acceptance
 
     again = review_pull(ds.root, LOCAL, studio=studio_for(srv), min_words=3)
     assert again.reviews == 2 and ds.read_table("reviews").num_rows == 2  # re-pull replaces, never duplicates

@@ -20,8 +20,8 @@ from dvtr_data.cli.common import err, out
 
 annotate_app = typer.Typer(
     name="annotate",
-    help="Human captioning in Label Studio: serve, push clips, pull captions, status.\n\n"
-    "Typical order: serve --detach, push, (annotators work in the browser), pull, status.",
+    help="Human captioning in Label Studio: serve, push clips, pull captions, review them, status.\n\n"
+    "Typical order: serve --detach, push, (annotators work in the browser), pull, review push/pull, status.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
@@ -132,11 +132,13 @@ def push_cmd(
     storage_path: Annotated[Path | None, typer.Option(help="Remote servers: a folder on the server to add as Local Files storage.")] = None,
     task: TaskOpt = "captions",
 ) -> None:
-    """Create the dataset's project (once) and import a task per clip, with pre-caption drafts as predictions.
+    """Create the dataset's project (once) and import a task per clip, its pre-caption drafts listed beside an empty box.
 
     With --task moments: the moments project, a task per flight segment (whole flights up to 150 s).
 
-    Re-running imports only new clips, never duplicates a task, and updates predictions whose drafts changed.
+    Drafts are never pre-filled: each is one click away ("start from: draft N"); drafts of a model with random
+    weights are marked as noise. Re-running imports only new clips, never duplicates a task, and rewrites the
+    drafts of tasks whose drafts changed.
 
     Example: [bold]dvtr-data annotate push --dataset my-dataset --captions-per-task 1 --overlap 5[/]
     """
