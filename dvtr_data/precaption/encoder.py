@@ -513,8 +513,8 @@ def build_encoder(plan: EncoderPlan) -> ClipEncoder:
         if "weights_only" in text.lower() or "unpickl" in text.lower():
             # PyTorch's own message advises loading with weights_only=False, which would run the file's payload:
             # never repeated (issue 11, item 13)
-            raise ModelError(f"checkpoint unreadable: {weights_file}: refused to load: the file holds objects other "
-                             "than tensors, and loading it could run code",
+            raise ModelError(f"checkpoint unreadable: {weights_file}: refused to load: the file holds more than "
+                             "tensors (other objects), and loading it could run code",
                              hint="export a plain state_dict (torch.save(model.state_dict(), path))") from None
         if weights_file:
             raise ModelError(f"{weights_file}: these weights do not fit model config {arch} ({text[:240]})",
