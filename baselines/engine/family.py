@@ -106,6 +106,10 @@ class ModelFamily(ABC):
     needs: ClassVar[frozenset[str]]
     protocols: ClassVar[dict[str, str]]
     ranking: ClassVar[dict[str, Literal["paper", "single"]]]
+    # True when ``loss`` gathers the features of its score matrix across processes (``distributed.gather_cat``)
+    # and weights its per-sample terms (``distributed.sample_weight``): only then does a run over several
+    # processes train as one process on the global batch; the generic loop refuses the others under torchrun.
+    gathers_across_processes: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ model hooks
     @abstractmethod
@@ -200,6 +204,7 @@ class MSAMFamily(ModelFamily):
         "single": "each caption alone; v2t ranks captions",
     }
     ranking: ClassVar[dict[str, Literal["paper", "single"]]] = {"paper": "paper", "single": "single"}
+    gathers_across_processes = True  # train.py's loop; MSAM.trace_from_features gathers
 
     def build_model(self, cfg: BaselineConfig, train_texts: list[str]) -> nn.Module:
         from .train import build_model

@@ -10,14 +10,16 @@ MSAM's loop) and ``last.pt`` to resume from. The model is small enough to be sto
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import torch
 
 from dvtr_data.dataset import Dataset
-from dvtr_data.errors import DatasetError, ModelError
+from dvtr_data.errors import DatasetError, ModelError, UsageError
 
+from . import distributed as ddp
 from .checkpoint import load_checkpoint, load_state_or_fail
 from .config import BaselineConfig
 from .data import SplitData, load_split
@@ -44,6 +46,11 @@ def run_family(
     """Train ``cfg`` (unless zero-shot) and score every evaluation split; see the module docstring."""
     say = log or (lambda _msg: None)
     family.validate(cfg)
+    if ddp.active() and not family.gathers_across_processes and not cfg.zero_shot:
+        raise UsageError(
+            f"{family.name} cannot train across processes yet: its loss does not gather the global batch",
+            hint="run it in one process (without torchrun / --nproc)",
+        )
     eval_splits = [load_split(ds, s) for s in request["split_eval"]]
     train_split = None if cfg.zero_shot else load_split(ds, request["split_train"])
     if train_split is not None:
@@ -57,11 +64,13 @@ def run_family(
 
     torch.manual_seed(cfg.train.seed)
     model = family.build_model(cfg, [c.text for c in train_split.captions] if train_split else []).to(dev)
-    if not resumed:
+    ddp.broadcast_parameters(model)  # seeded alike already; rank 0's weights everywhere, as DDP starts
+    if not resumed and ddp.is_main():
         run.root.mkdir(parents=True, exist_ok=True)
         run.write_json(run.config_path, {"run_id": run.run_id, "request": request, "baseline": cfg.to_dict()})
 
-    inputs = {s.name: family.prepare(model, cfg, s, train=False, device=dev, progress=progress) for s in eval_splits}
+    with ddp.main_first():  # a family that caches features (MCSAN) fills the cache on rank 0 first
+        inputs = {s.name: family.prepare(model, cfg, s, train=False, device=dev, progress=progress) for s in eval_splits}
 
     def evaluate(split: SplitData) -> dict[str, Any]:
         was = model.training
@@ -87,9 +96,11 @@ def run_family(
 
     best_epoch: int | None = None
     if train_split is not None:
-        train_inputs = family.prepare(model, cfg, train_split, train=True, device=dev, progress=progress)
+        with ddp.main_first():
+            train_inputs = family.prepare(model, cfg, train_split, train=True, device=dev, progress=progress)
         best_epoch = _train(family, run, cfg, model, train_split, train_inputs, select, protocol, evaluate, metrics, dev,
                             resumed=resumed, progress=progress, say=say)
+        ddp.barrier()  # rank 0 has written best.pt
         best = load_checkpoint(run.best_path, dev)
         load_state_or_fail(run.best_path, lambda: model.load_state_dict(best["model"]))
         say(f"best epoch {best_epoch}; scoring {', '.join(s.name for s in eval_splits)}")
@@ -97,7 +108,7 @@ def run_family(
     metrics["best_epoch"] = best_epoch
     metrics["status"] = "finished"
     run.write_json(run.metrics_path, metrics)
-    report = write_report(run)
+    report = write_report(run) if ddp.is_main() else run.report_path
     return RunResult(run.run_id, run.root, "finished", best_epoch, metrics["final"], report, resumed=resumed)
 
 
@@ -114,6 +125,7 @@ def _train(
             f"the training split has {n_captions} captions, fewer than one batch of {t.batch_size}",
             hint="lower the batch size (--batch-size) or add captions",
         )
+    ddp.check_batch(t.batch_size)
     optimizer = family.optimizer(model, cfg)
     extra = family.checkpoint_extra(model)
     start_epoch, best_score, best_epoch = 0, None, 0
@@ -143,18 +155,20 @@ def _train(
         step_loss: list[float] = []
         batches = batches_of(epoch_order(n_captions, t.seed, epoch), t.batch_size, t.drop_last)
         for done, batch in enumerate(batches, start=1):
-            losses = family.loss(model, train_inputs, batch)
+            losses = family.loss(model, train_inputs, ddp.shard(batch))  # this process's slice of the global batch
             loss = losses["total"]
-            if not torch.isfinite(loss):
-                raise ModelError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {done}", hint="lower the learning rate")
+            values = ddp.mean_losses(losses)  # the global batch's terms, whatever the number of processes
+            if not math.isfinite(values["total"]):
+                raise ModelError(f"the loss became {values['total']} at epoch {epoch + 1}, step {done}", hint="lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ddp.average_gradients(model.parameters())
             if t.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], t.max_grad_norm)
             optimizer.step()
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            step_loss.append(float(loss.detach()))
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            step_loss.append(values["total"])
             if progress:
                 progress(f"epoch {epoch + 1}/{t.epochs}", done, steps_per_epoch)
         record: dict[str, Any] = {
@@ -182,7 +196,8 @@ def _train(
         metrics["selection"]["score"] = _metric_value(best_score, cfg.eval.select_metric)
         metrics["best_epoch"] = best_epoch
         run.write_json(run.metrics_path, metrics)
-        write_report(run, curves=False)
+        if ddp.is_main():
+            write_report(run, curves=False)
         r = result[protocol]
         say(
             f"epoch {epoch + 1}/{t.epochs}: loss {record['loss'].get('total', 0):.4f}, {select.name} "

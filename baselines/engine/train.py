@@ -20,6 +20,7 @@ A run is resumable: ``last.pt`` holds the end-of-epoch state and an interrupted 
 
 from __future__ import annotations
 
+import math
 import platform
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +35,7 @@ from dvtr_data.baselines.msam import MSAM, MSAMOptions, MSAMSizes
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ModelError, UsageError
 
+from . import distributed as ddp
 from .backbone import (
     clip_autocast,
     clip_tokenizer,
@@ -254,8 +256,11 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:
+    """Checkpoint to ``path`` (rank 0 only across processes: every process holds the same state)."""
     from dvtr_data.dataset import atomic_path
 
+    if not ddp.is_main():
+        return
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
@@ -279,11 +284,14 @@ def run_baseline(
     split_eval = tuple(s.strip() for s in split_eval if s.strip())
     if not split_eval:
         raise UsageError("give at least one evaluation split (--split-eval val,test)")
-    run_id = check_run_id(run_id or new_run_id(cfg.name))
-    run = RunFolder(runs_dir(ds) / run_id)
+    dev = ddp.init_from_env(resolve_device(device))  # under torchrun: joins the group (gloo / nccl)
+    run_id = check_run_id(ddp.broadcast_object(run_id or new_run_id(cfg.name)))  # one clock for all processes
+    run = ddp.follower_run(RunFolder(runs_dir(ds) / run_id))
     if run.exists():
         raise UsageError(f"run {run_id} already exists in {runs_dir(ds)}", hint=f"resume it with: dvtr-data baseline resume {run_id}")
-    dev = resolve_device(device)
+    ddp.barrier()  # every process has checked before rank 0 makes the folder
+    if not ddp.is_main():
+        progress, log = None, None
     request = {
         "dataset": str(ds.root),
         "split_train": split_train,
@@ -294,7 +302,7 @@ def run_baseline(
         "python": platform.python_version(),
     }
     family = get_family(cfg.family)
-    with ds.writing("baseline"):  # a run writes its folder and the feature cache into the dataset
+    with ddp.main_writing(ds):  # a run writes its folder and the feature cache into the dataset (rank 0 does)
         return family.execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=False)
 
 
@@ -303,16 +311,18 @@ def resume_run(
 ) -> RunResult:
     """Continue an interrupted run from its last finished epoch (a finished run is only reported)."""
     ds = Dataset(dataset).require()
-    run = open_run(ds, run_id)
+    run = ddp.follower_run(open_run(ds, run_id))
     saved = run.config()
     cfg = BaselineConfig.from_dict(saved["baseline"], source=str(run.config_path))
     request = saved["request"]
-    dev = resolve_device(device or request.get("device", "auto").split(":")[0])
+    dev = ddp.init_from_env(resolve_device(device or request.get("device", "auto").split(":")[0]))
+    if not ddp.is_main():
+        progress, log = None, None
     if run.metrics().get("status") == "finished":
         m = run.metrics()
         return RunResult(run_id, run.root, "finished", m.get("best_epoch"), m.get("final", {}), run.report_path, resumed=True,
                          messages=["the run had already finished; nothing to do"])
-    with ds.writing("baseline"):
+    with ddp.main_writing(ds):
         return get_family(cfg.family).execute(run, cfg, ds, request, dev, progress=progress, log=log, resumed=True)
 
 
@@ -349,7 +359,8 @@ def _execute(
         say(f"split {s.summary()}" + (f" ({s.dropped_clips} clip(s) without captions left out)" if s.dropped_clips else ""))
 
     model = build_model(cfg).to(dev)
-    if not resumed:  # the run folder appears once its inputs and its model are known to load
+    ddp.broadcast_parameters(model)  # seeded alike already; rank 0's weights everywhere, as DDP starts
+    if not resumed and ddp.is_main():  # the run folder appears once its inputs and its model are known to load
         run.root.mkdir(parents=True, exist_ok=True)
         run.write_json(
             run.config_path,
@@ -369,8 +380,9 @@ def _execute(
         cache = feature_cache(ds, cfg, encoder.size)
         say(f"feature cache {cache.folder}")
         model.eval()
-        for s in ([train_split] if train_split else []) + eval_splits:
-            cached[s.name] = cached_split(cache, encoder, s, progress)
+        with ddp.main_first():  # rank 0 fills the cache, the others then read it
+            for s in ([train_split] if train_split else []) + eval_splits:
+                cached[s.name] = cached_split(cache, encoder, s, progress)
 
     def eval_features(split: SplitData) -> SplitFeatures:
         if frozen:
@@ -398,6 +410,7 @@ def _execute(
     if train_split is not None:
         best_epoch = _train(run, cfg, model, encoder, train_split, eval_splits[0], cached, evaluate, metrics, dev,
                             frozen=frozen, resumed=resumed, progress=progress, say=say)
+        ddp.barrier()  # rank 0 has written best.pt
         best = load_checkpoint(run.best_path, dev)
         load_state_or_fail(run.best_path, lambda: load_model_state(model, best["model"], frozen=frozen))
         say(f"best epoch {best_epoch}; scoring {', '.join(s.name for s in eval_splits)}")
@@ -408,7 +421,7 @@ def _execute(
     metrics["best_epoch"] = best_epoch
     metrics["status"] = "finished"
     run.write_json(run.metrics_path, metrics)
-    report = write_report(run)
+    report = write_report(run) if ddp.is_main() else run.report_path
     return RunResult(run.run_id, run.root, "finished", best_epoch, final, report, resumed=resumed)
 
 
@@ -437,6 +450,7 @@ def _train(
             f"the training split has {n_captions} captions, fewer than one batch of {t.batch_size}",
             hint="lower the batch size (--batch-size) or add captions",
         )
+    ddp.check_batch(t.batch_size)
     t_total = steps_per_epoch * t.epochs
     groups = authors_param_groups(
         model, lr=t.lr, backbone_lr=cfg.backbone_lr, weight_decay=t.weight_decay, decay_norm_weights=t.decay_norm_weights
@@ -478,7 +492,8 @@ def _train(
     caption_clip = torch.tensor(train_split.caption_clip, dtype=torch.long, device=dev)
 
     def step_batches(order: list[int]) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-        batches = batches_of(order, t.batch_size, t.drop_last)
+        # global batches as one process forms them; each process takes its slice (distributed.shard)
+        batches = [ddp.shard(b) for b in batches_of(order, t.batch_size, t.drop_last)]
         if train_feats is not None:
             for b in batches:
                 idx = torch.tensor(b, device=dev)
@@ -514,18 +529,20 @@ def _train(
                     batch["sentence"], batch["tokens"], batch["frames"], batch["mask"], token_mask=token_mask(batch["ids"])
                 )
             loss = losses["total"]
-            if not torch.isfinite(loss):
-                raise ModelError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {done}", hint="lower the learning rate")
+            values = ddp.mean_losses(losses)  # the global batch's terms, whatever the number of processes
+            if not math.isfinite(values["total"]):
+                raise ModelError(f"the loss became {values['total']} at epoch {epoch + 1}, step {done}", hint="lower the learning rate")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            ddp.average_gradients(model.parameters())
             if t.max_grad_norm > 0:
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], t.max_grad_norm)
             optimizer.step()
             with torch.no_grad():
                 model.logit_scale.clamp_(max=t.logit_scale_max)
-            for k, v in losses.items():
-                sums[k] = sums.get(k, 0.0) + float(v.detach())
-            step_loss.append(float(loss.detach()))
+            for k, v in values.items():
+                sums[k] = sums.get(k, 0.0) + v
+            step_loss.append(values["total"])
             if progress:
                 progress(f"epoch {epoch + 1}/{t.epochs}", done, steps_per_epoch)
         seconds = time.perf_counter() - t0
@@ -553,7 +570,8 @@ def _train(
         metrics["selection"]["score"] = _metric_value(best_score, cfg.eval.select_metric)
         metrics["best_epoch"] = best_epoch
         run.write_json(run.metrics_path, metrics)
-        write_report(run, curves=False)
+        if ddp.is_main():
+            write_report(run, curves=False)
         r = result[cfg.eval.select_protocol]
         say(
             f"epoch {epoch + 1}/{t.epochs}: loss {record['loss'].get('total', 0):.4f}, {select.name} "

@@ -114,6 +114,7 @@ class MCSANFamily(ModelFamily):
         "single": "each caption alone (same scores as paper); v2t ranks captions",
     }
     ranking: ClassVar[dict[str, Literal["paper", "single"]]] = {"paper": "paper", "single": "single"}
+    gathers_across_processes = True  # its ranking loss gathers the global batch (model.trace_from_features)
 
     def __init__(self) -> None:
         self._dataset: Dataset | None = None

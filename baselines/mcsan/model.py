@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from dvtr_data.baselines.engine.distributed import gather_cat, sample_weight
 from dvtr_data.errors import UsageError
 
 from .attributes import LEVELS as ATTRIBUTE_LEVELS
@@ -392,10 +393,14 @@ class MCSAN(nn.Module):
             )
         text = self.embed_text(sentence, tokens, input_ids, roles)
         video = self.embed_video(frame_cls, video_mask)
-        per_level = self.level_similarity(text, video)
+        # Across processes the ranking sees the global batch (engine/distributed.py); one process: as is.
+        all_text = LevelEmbeddings({k: gather_cat(v) for k, v in text.levels.items()})
+        all_video = LevelEmbeddings({k: gather_cat(v) for k, v in video.levels.items()})
+        per_level = self.level_similarity(all_text, all_video)
         weights = self.fusion_weights()
         sim = torch.einsum("l,ltv->tv", weights, per_level)
-        same = None if clip_index is None else clip_index[:, None] == clip_index[None, :]
+        all_clips = None if clip_index is None else gather_cat(clip_index)
+        same = None if all_clips is None else all_clips[:, None] == all_clips[None, :]
         o = self.options
         losses = {"rank": ranking_loss(sim, margin=o.margin, negatives=o.negatives, same_clip=same)}
         t_logits, v_logits = self.attribute_logits(text), self.attribute_logits(video)
@@ -414,6 +419,8 @@ class MCSAN(nn.Module):
                         focal_bce(v_logits[lv], y_v, alpha=o.fbce_alpha, gamma=o.fbce_gamma)
                         + focal_bce(t_logits[lv], y_t, alpha=o.fbce_alpha, gamma=o.fbce_gamma)
                     )
+        share = sample_weight(b, sentence.device)  # per-pair terms of the local pairs: average to the global mean
+        kl, fbce = kl * share, fbce * share
         losses["kl"] = kl
         losses["fbce"] = fbce
         losses["total"] = losses["rank"] + o.kl_weight * kl + o.fbce_weight * fbce

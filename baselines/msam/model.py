@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from open_clip.model import CLIP
 from torch import Tensor, nn
 
+from dvtr_data.baselines.engine.distributed import gather_cat, sample_weight
 from dvtr_data.errors import UsageError
 
 from .config import MSAMOptions, MSAMSizes
@@ -311,10 +312,12 @@ class MSAM(nn.Module):
         frames = F.normalize(frame_temporal, dim=-1)
         video_global = mean_pooled_video(frames, video_mask)
         gate_logit = None
+        # Across processes the score matrix is the global batch's (engine/distributed.py); one process: as is.
+        all_text, all_frames, all_mask = gather_cat(text), gather_cat(frames), gather_cat(video_mask)
         if o.similarity == "mean":
-            similarity = self.logit_scale.exp() * (text @ video_global.T)
+            similarity = self.logit_scale.exp() * (all_text @ gather_cat(video_global).T)
         else:
-            out = self.head.detailed(text, frames, self._head_mask(video_mask))
+            out = self.head.detailed(all_text, all_frames, self._head_mask(all_mask))
             similarity = self.logit_scale.exp() * out.scores
             gate_logit = out.gate_logit
         contrastive = symmetric_cross_entropy(similarity)
@@ -344,6 +347,9 @@ class MSAM(nn.Module):
                     slot_diversity(dists.video_mu, dists.video_sigma)
                     + slot_diversity(dists.text_mu, dists.text_sigma)
                 ) / 2
+        if o.uses_semantic_branch:  # per-sample terms of the local pairs, weighted to average to the global mean
+            share = sample_weight(sentence.shape[0], sentence.device)
+            kl, diversity = kl * share, diversity * share
         total = contrastive + o.kl_weight * kl + o.diversity_weight * diversity
         losses = {"contrastive": contrastive, "kl": kl, "diversity": diversity, "total": total}
         return MSAMTrace(

@@ -54,6 +54,26 @@ BackboneLrOpt = Annotated[float | None, typer.Option("--backbone-lr", help="Lear
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed of shuffling, dropout and head initialisation (default 42).")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Any config field, e.g. --set eval.chunk_size=64 (repeatable).")]
 RunIdOpt = Annotated[str | None, typer.Option("--run-id", help="Name of the run folder (default <baseline>-<UTC time>).")]
+NprocOpt = Annotated[int, typer.Option("--nproc", min=1, help="Processes on this machine (torchrun; one GPU each on CUDA, gloo on CPU); the global batch stays --batch-size.")]
+
+
+def _relaunch(nproc: int) -> None:
+    """With ``--nproc N > 1``: the same command line in N processes under torchrun, then exit with its status."""
+    if nproc <= 1:
+        return
+    import sys
+
+    from dvtr_data.baselines.engine import distributed
+
+    _, args = distributed.strip_nproc(sys.argv[1:])
+    raise typer.Exit(distributed.launch(nproc, args))
+
+
+def _is_main() -> bool:
+    """Rank 0 (or the only process): the one that prints results under torchrun."""
+    from dvtr_data.baselines.engine import distributed
+
+    return distributed.is_main()
 
 
 def _progress_callback(bar: Any) -> Callable[[str, int, int], None]:
@@ -130,7 +150,8 @@ def _run(
             device=device, run_id=run_id, progress=_progress_callback(bar),
             log=lambda msg: bar.console.print(msg, highlight=False, markup=False, soft_wrap=True),
         )
-    _print_result(result)
+    if _is_main():
+        _print_result(result)
 
 
 @baseline_app.command("run")
@@ -152,11 +173,13 @@ def run_cmd(
     seed: SeedOpt = None,
     set_: SetOpt = None,
     run_id: RunIdOpt = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Train one baseline (registered name or config file) and score it; writes runs/<run id>/ in the dataset.
 
     Example: [bold]dvtr-data baseline run my-msam.json --dataset my-dataset --split-eval val,test[/]
     """
+    _relaunch(nproc)
     _run(baseline, dataset, split_train, split_eval, config, device, run_id, _overrides(
         backbone=backbone, clip_checkpoint=clip_checkpoint, clip_model=clip_model, clip_pretrained=clip_pretrained,
         epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, seed=seed, sets=set_,
@@ -181,7 +204,9 @@ def _named_command(name: str, description: str) -> None:
         seed: SeedOpt = None,
         set_: SetOpt = None,
         run_id: RunIdOpt = None,
+        nproc: NprocOpt = 1,
     ) -> None:
+        _relaunch(nproc)
         _run(name, dataset, split_train, split_eval, config, device, run_id, _overrides(
             backbone=backbone, clip_checkpoint=clip_checkpoint, clip_model=clip_model, clip_pretrained=clip_pretrained,
             epochs=epochs, batch_size=batch_size, lr=lr, backbone_lr=backbone_lr, seed=seed, sets=set_,
@@ -200,11 +225,13 @@ def resume_cmd(
     run_id: Annotated[str, typer.Argument(help="The run to continue (a folder name under <dataset>/runs/).")],
     dataset: DatasetOpt,
     device: Annotated[str | None, typer.Option("--device", help="cpu, cuda or cuda:N (default: the run's device).")] = None,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Continue an interrupted run from its last finished epoch (a finished run is only reported).
 
     Example: [bold]dvtr-data baseline resume msam-20260601-120000 --dataset my-dataset[/]
     """
+    _relaunch(nproc)
     from dvtr_data.baselines.engine.train import resume_run
 
     with _progress() as bar:
@@ -212,6 +239,8 @@ def resume_cmd(
             dataset, run_id, device=device, progress=_progress_callback(bar),
             log=lambda msg: bar.console.print(msg, highlight=False, markup=False, soft_wrap=True),
         )
+    if not _is_main():
+        return
     for msg in result.messages:
         out.print(msg, highlight=False, markup=False)
     _print_result(result)
