@@ -154,12 +154,12 @@ class _GatherCat(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, sizes: list[int], me: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, sizes: list[int], me: int) -> Tensor:
         ctx.sizes, ctx.me = sizes, me
         return _gather_padded(x.contiguous(), sizes)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         total = grad.contiguous().clone()
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
         start = sum(ctx.sizes[: ctx.me])
@@ -253,11 +253,11 @@ def follower_run(run: R) -> R:
     if is_main():
         return run
 
-    class _Follower(type(run)):  # type: ignore[misc, valid-type]
+    class _Follower(type(run)):  # type: ignore[misc]
         def write_json(self, path: Any, data: Any) -> None:
             return None
 
-    return _Follower(run.root)  # type: ignore[return-value]
+    return _Follower(run.root)
 
 
 @contextmanager

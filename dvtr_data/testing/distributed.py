@@ -96,4 +96,4 @@ def contrastive_case(sizes: list[int], seed: int = 0) -> dict[str, Any]:
     params = [w, v, scale]
     ddp.average_gradients(params)
     losses = ddp.mean_losses({"contrastive": contrastive, "per_row": per_row, "total": loss})
-    return {"losses": losses, "grads": [p.grad.clone() for p in params]}
+    return {"losses": losses, "grads": [p.grad.clone() for p in params if p.grad is not None]}
