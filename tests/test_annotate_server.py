@@ -621,3 +621,41 @@ def test_token_never_in_output_logs_or_exported_files(live: Live, case: Dataset)
                 assert secret.encode() not in data, path
     assert checked > 10
     assert creds.api_key not in server.ServerPaths.of(live.dataset).log.read_text(errors="replace")
+
+
+def test_ownership_pair_against_the_real_server_pull_and_import(pushed: Live, tmp_path: Path):
+    """The ownership matrix (tests/test_ownership.py) with the real server for `annotate pull`: pull, import, pull
+    again leaves every imported row unchanged; import, pull, import again leaves every pulled row unchanged."""
+    import pickle
+    import shutil
+
+    from dvtr_data.annotation.pull import pull
+    from dvtr_data.importers import import_published
+
+    studio = pushed.studio()
+    task = sorted(studio.tasks(pushed.project_id), key=lambda t: t["id"])[0]
+    studio.sdk.annotations.create(task["id"], lead_time=12.0,
+                                  result=caption_result("Two cars wait at a crossing beside a row of houses.\n"))
+    root = tmp_path / "ds"  # a copy, so the module's other tests keep their dataset; the server's own files stay
+    shutil.copytree(pushed.dataset.root, root, ignore=shutil.ignore_patterns("labelstudio"))
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    with open(pub / "raw-captions.pkl", "wb") as fh:
+        pickle.dump({"vid_a": [["a", "red", "car"], ["two", "cars"]], "vid_b": [["a", "boat"]]}, fh)
+    (pub / "train_list.txt").write_text("vid_a\n")
+    (pub / "test_list.txt").write_text("vid_b\n")
+    ds = Dataset(root)
+
+    def rows(writer: str) -> dict[str, list[str]]:
+        return {t: sorted(map(repr, ds.rows_of(t, writer).to_pylist())) for t in ("clips", "captions", "splits")}
+
+    pull(root, pushed.conn)
+    import_published("clip4clip", pub, root, name="pubx", media="none")
+    imported = rows("import:pubx")
+    assert len(imported["captions"]) == 3 and len(imported["clips"]) == 2
+    pull(root, pushed.conn)
+    assert rows("import:pubx") == imported
+    pulled = rows("annotate")
+    assert any("Two cars wait at a crossing" in r for r in pulled["captions"])
+    import_published("clip4clip", pub, root, name="pubx", media="none")
+    assert rows("annotate") == pulled
