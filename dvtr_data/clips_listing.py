@@ -15,6 +15,7 @@ from typing import Any
 
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import UsageError
+from dvtr_data.lineage import captions_on_current_clips
 
 QC_VERDICTS = ("pass", "reject")
 
@@ -87,7 +88,9 @@ def list_clips(
 
     accepted: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    for cid, ok in zip(*_columns(ds, "captions", "clip_id", "accepted"), strict=True):
+    caps = captions_on_current_clips(ds)  # current clips, accepted as reviewed
+    pairs = zip(caps.column("clip_id").to_pylist(), caps.column("accepted").to_pylist(), strict=True) if caps.num_rows else []
+    for cid, ok in pairs:
         total[cid] += 1
         accepted[cid] += bool(ok)
     split_of: dict[str, set[str]] = {}

@@ -132,13 +132,15 @@ def record_lineage(ds: Dataset, old_clips: Iterable[dict[str, Any]], new_clips: 
 
 
 def captions_on_current_clips(ds: Dataset, captions: pa.Table | None = None) -> pa.Table:
-    """``captions`` (default: the captions table) with each clip id mapped to its current clip.
+    """``captions`` (default: the captions table) as every reader sees them: each clip id mapped to its current
+    clip, and ``accepted`` decided by the latest review where a caption has one (annotation/reviewed.py).
 
-    The one helper every reader of captions uses (export, split, annotation status). Captions of clips that
-    still exist are untouched; orphans keep their old id, which matches no clip.
+    The one helper every reader of captions uses (export, split, releases, card, listings, annotation status).
+    Captions of clips that still exist keep their id; orphans keep their old id, which matches no clip.
     """
     if captions is None:
         captions = ds.read_table("captions")
+    captions = _reviewed(ds, captions)
     if not captions.num_rows or not ds.has_table(TABLE):
         return captions
     lineage = ds.read_table(TABLE)
@@ -153,6 +155,14 @@ def captions_on_current_clips(ds: Dataset, captions: pa.Table | None = None) -> 
         return captions
     col = captions.schema.get_field_index("clip_id")
     return captions.set_column(col, captions.schema.field(col), pa.array(mapped, pa.string()))
+
+
+def _reviewed(ds: Dataset, captions: pa.Table) -> pa.Table:
+    if not captions.num_rows or not ds.has_table("reviews"):
+        return captions
+    from dvtr_data.annotation.reviewed import apply_reviews  # the review step's own rule
+
+    return apply_reviews(captions, ds.read_table("reviews"))
 
 
 def orphaned_caption_count(ds: Dataset, captions: pa.Table | None = None) -> int:

@@ -30,6 +30,7 @@ from typing import Any
 
 from dvtr_data import __version__
 from dvtr_data.dataset import Dataset, atomic_write_bytes
+from dvtr_data.lineage import captions_on_current_clips
 from dvtr_data.splits.text_leakage import NEAR_THRESHOLD, SPLIT_ORDER, caption_rows, text_leakage
 from dvtr_data.text import normalise, tokenize
 
@@ -58,7 +59,7 @@ def audit_dataset(
     ds = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     ds.require()
     changes = releases.compare(ds, compare, compare_to) if compare else None
-    captions = ds.read_table("captions")
+    captions = captions_on_current_clips(ds)  # current clips, accepted as reviewed
     imports = ds.read_table("imports") if ds.has_table("imports") else None
     clips = ds.read_table("clips") if ds.has_table("clips") else None
 

@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moments)
 from dvtr_data.card.publishing import clip_categories, publishing_stats
 from dvtr_data.dataset import Dataset
+from dvtr_data.lineage import captions_on_current_clips
 from dvtr_data.splits.assign import SPLIT_NAMES
 from dvtr_data.splits.build import read_split_report
 from dvtr_data.synth.simulated import tokenize
@@ -53,7 +54,7 @@ def dataset_stats(ds: Dataset) -> dict[str, Any]:
     cfg = ds.config()
     flights = ds.read_table("flights")
     clips = ds.read_table("clips")
-    captions = ds.read_table("captions")
+    captions = captions_on_current_clips(ds)  # current clips, accepted as reviewed
     splits = ds.read_table("splits")
     imports = ds.read_table("imports")
 
