@@ -215,9 +215,9 @@ def _register_stage_commands() -> None:
     from dvtr_data.cli.audit import audit_cmd
     from dvtr_data.cli.baseline import baseline_app, search_cmd
     from dvtr_data.cli.clips import clips_cmd
-    from dvtr_data.cli.release import release_app
     from dvtr_data.cli.dataset import card_cmd, export_cmd, import_cmd, split_cmd
     from dvtr_data.cli.precaption import precaption_app
+    from dvtr_data.cli.release import release_app
 
     app.add_typer(precaption_app, name="precaption")
     app.add_typer(annotate_app, name="annotate")
