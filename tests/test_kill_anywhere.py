@@ -4,8 +4,9 @@ Each command runs as a real process; ``DVTR_CRASH_AT=POINT:N`` (dvtr_data/crashp
 the N-th time it reaches POINT: ``rename`` (just before any atomic rename: tables, dataset.toml, clip and media
 files, manifests), ``media`` (before a media file is placed) and ``export`` (before an export folder is renamed into
 place). After the kill: nothing that looks complete is there that should not be, the re-run ends like a run that
-was never interrupted (timestamps aside), and no temporary file or staging folder is left. (Ingest has its own kill
-tests in tests/test_ingest_bad_inputs.py; `annotate pull` needs a server and is covered by its fake-server tests.)
+was never interrupted (timestamps aside), and no temporary file or staging folder is left. `annotate pull` runs
+against the in-memory Label Studio stand-in, in a process of its own. Ingest has its own kill tests
+(tests/test_ingest_bad_inputs.py); a killed `baseline` run is continued by `baseline resume` (tests/test_engine_train.py).
 """
 
 from __future__ import annotations
@@ -56,12 +57,32 @@ def _leftovers(root: Path) -> list[str]:
     return [str(p) for p in root.rglob(".*") if p.name.endswith(".tmp") or ".partial-" in p.name or ".old-" in p.name]
 
 
+# `annotate pull` against the in-memory Label Studio stand-in, in a process of its own; the crash point is armed only
+# for the pull (push and simulate come first, to fill the stand-in the same way on every run)
+_PULL = """
+import os, sys
+from pathlib import Path
+from dvtr_data.annotation.client import Connection, Studio
+from dvtr_data.annotation.pull import pull
+from dvtr_data.annotation.push import push
+from dvtr_data.annotation.simulate import simulate
+from dvtr_data.testing.labelstudio import FakeSDK, FakeServer
+root, conn, srv = Path(sys.argv[1]), Connection("http://127.0.0.1:8080", "k" * 40, local=True), FakeServer()
+push(root, conn, overlap=2, studio=Studio(conn, sdk=FakeSDK(srv)))
+simulate(root, conn, studio=Studio(conn, sdk=FakeSDK(srv)))
+if os.environ.get("PULL_CRASH_AT"):
+    os.environ["DVTR_CRASH_AT"] = os.environ["PULL_CRASH_AT"]
+pull(root, conn, studio=Studio(conn, sdk=FakeSDK(srv)))
+"""
+
+
 def _run(args: list[str], crash: str | None = None) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "DVTR_CRASH_AT"}
+    env = {k: v for k, v in os.environ.items() if k not in ("DVTR_CRASH_AT", "PULL_CRASH_AT")}
     env.update(COLUMNS="200")
     if crash:
-        env["DVTR_CRASH_AT"] = crash
-    return subprocess.run([sys.executable, "-m", "dvtr_data", *args], capture_output=True, text=True, env=env, timeout=600)
+        env["PULL_CRASH_AT" if args[0] == "-c" else "DVTR_CRASH_AT"] = crash
+    command = [sys.executable, *args] if args[0] == "-c" else [sys.executable, "-m", "dvtr_data", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +114,8 @@ def _commands(world: dict[str, Path], root: Path) -> dict[str, list[str]]:
         "split": ["split", "--dataset", str(root), "--ratios", "50/0/50", "--min-captions", "1", "--tolerance", "0.5",
                   "--no-near-duplicates"],
         "export": ["export", "--dataset", str(root), "--format", "clip4clip", "--media", "copy"],
+        "card": ["card", "--dataset", str(root)],
+        "annotate-pull": ["-c", _PULL, str(root)],
     }
 
 
@@ -102,12 +125,14 @@ CASES = [
     ("precaption", "rename:1"), ("precaption", "rename:3"),
     ("split", "rename:1"), ("split", "rename:2"), ("split", "rename:3"),
     ("export", "media:1"), ("export", "rename:1"), ("export", "export:1"),
+    ("card", "export:1"),
+    ("annotate-pull", "rename:1"), ("annotate-pull", "rename:2"),
 ]
 
 
 def _prepare(world: dict[str, Path], root: Path, command: str) -> None:
     shutil.copytree(world["base"], root, symlinks=True)
-    if command == "export":  # an export needs splits
+    if command in ("export", "card"):  # an export needs splits
         done = _run(_commands(world, root)["split"])
         assert done.returncode == 0, done.stderr
 
@@ -121,8 +146,7 @@ def reference(world, tmp_path_factory) -> dict[str, tuple[dict, dict]]:
         _prepare(world, root, command)
         done = _run(_commands(world, root)[command])
         assert done.returncode == 0, done.stderr
-        exports = root / "exports" / "clip4clip"
-        out[command] = (_tables(root), _files(exports) if exports.is_dir() else {})
+        out[command] = (_tables(root), _outputs(root, command))
     return out
 
 
@@ -133,13 +157,21 @@ def test_a_kill_anywhere_then_a_rerun_gives_the_tables_of_an_uninterrupted_run(w
     args = _commands(world, root)[command]
     killed = _run(args, crash)
     assert killed.returncode == -signal.SIGKILL, f"{crash} was never reached: {killed.stderr}"
-    export = root / "exports" / "clip4clip"
-    if command == "export":
-        assert not export.exists(), "a killed export left a folder that looks finished"
+    if command in ("export", "card") and crash == "export:1":
+        folder = root / ("card" if command == "card" else "exports/clip4clip")
+        assert not folder.exists(), f"a killed {command} left a folder that looks finished"
     again = _run(args)
     assert again.returncode == 0, again.stderr
     tables, files = reference[command]
     assert _tables(root) == tables
-    if command == "export":
-        assert _files(export) == files
+    assert _outputs(root, command) == files
     assert _leftovers(root) == []
+
+
+def _outputs(root: Path, command: str) -> dict[str, str]:
+    """What a command writes besides tables: an export's files by hash; a card's file names (its pages carry a date)."""
+    if command == "export":
+        return _files(root / "exports" / "clip4clip")
+    if command == "card":
+        return {str(p.relative_to(root / "card")): "present" for p in sorted((root / "card").rglob("*")) if p.is_file()}
+    return {}
