@@ -79,9 +79,10 @@ def audit_dataset(
         "releases": changes,
     }
     if write:
-        atomic_write_bytes(
-            ds.root / AUDIT_NAME, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode()
-        )
+        with ds.writing("audit"):  # audit.json is written into the dataset: under its one write lock
+            atomic_write_bytes(
+                ds.root / AUDIT_NAME, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode()
+            )
     return report
 
 

@@ -218,6 +218,14 @@ def split_cmd(
     if result.excluded:
         reasons = ", ".join(f"{k} {v}" for k, v in result.excluded_reasons.items())
         out.print(f"excluded: {result.excluded} clip(s) ({reasons})", highlight=False, markup=False)
+    text = (rep.get("leakage") or {}).get("text") or {}
+    for pair, counts in (text.get("pairs") or {}).items():
+        same, near = counts.get("identical", {}), counts.get("near", {})
+        out.print(
+            f"captions {pair}: {same.get('captions', 0)} identical ({same.get('share', 0):.1%}), "
+            f"{near.get('captions', 0)} near-identical ({near.get('share', 0):.1%}) of the second split's captions",
+            highlight=False, markup=False,
+        )
     frozen = rep.get("frozen") or {}
     if frozen.get("releases"):
         out.print(
