@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from dvtr_data.dataset import Dataset
-from dvtr_data.errors import DatasetError, ModelError, UsageError
+from dvtr_data.errors import ModelError, UsageError
 
 from . import distributed as ddp
 from .checkpoint import load_checkpoint, load_state_or_fail
@@ -36,6 +36,7 @@ from .train import (
     _set_rng_state,
     batches_of,
     epoch_order,
+    epoch_steps,
 )
 
 
@@ -119,13 +120,7 @@ def _train(
 ) -> int:
     t = cfg.train
     n_captions = len(train_split.captions)
-    steps_per_epoch = len(batches_of(list(range(n_captions)), t.batch_size, t.drop_last))
-    if steps_per_epoch == 0:
-        raise DatasetError(
-            f"the training split has {n_captions} captions, fewer than one batch of {t.batch_size}",
-            hint="lower the batch size (--batch-size) or add captions",
-        )
-    ddp.check_batch(t.batch_size)
+    steps_per_epoch = epoch_steps(n_captions, t.batch_size, t.drop_last)
     optimizer = family.optimizer(model, cfg)
     extra = family.checkpoint_extra(model)
     start_epoch, best_score, best_epoch = 0, None, 0

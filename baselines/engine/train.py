@@ -219,6 +219,18 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def epoch_steps(n_captions: int, batch: int, drop_last: bool) -> int:
+    """Optimiser steps per epoch over ``n_captions`` (every family's loop); a split smaller than a batch is an error."""
+    steps = len(batches_of(list(range(n_captions)), batch, drop_last))
+    if steps == 0:
+        raise DatasetError(
+            f"the training split has {n_captions} captions, fewer than one batch of {batch}",
+            hint="lower the batch size (--batch-size) or add captions",
+        )
+    ddp.check_batch(batch)
+    return steps
+
+
 def batches_of(order: list[int], batch: int, drop_last: bool) -> list[list[int]]:
     out = [order[i : i + batch] for i in range(0, len(order), batch)]
     if drop_last and out and len(out[-1]) < batch:
@@ -444,13 +456,7 @@ def _train(
 ) -> int:
     t = cfg.train
     n_captions = len(train_split.captions)
-    steps_per_epoch = len(batches_of(list(range(n_captions)), t.batch_size, t.drop_last))
-    if steps_per_epoch == 0:
-        raise DatasetError(
-            f"the training split has {n_captions} captions, fewer than one batch of {t.batch_size}",
-            hint="lower the batch size (--batch-size) or add captions",
-        )
-    ddp.check_batch(t.batch_size)
+    steps_per_epoch = epoch_steps(n_captions, t.batch_size, t.drop_last)
     t_total = steps_per_epoch * t.epochs
     groups = authors_param_groups(
         model, lr=t.lr, backbone_lr=cfg.backbone_lr, weight_decay=t.weight_decay, decay_norm_weights=t.decay_norm_weights
