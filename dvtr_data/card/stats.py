@@ -18,7 +18,7 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.lineage import captions_on_current_clips
 from dvtr_data.splits.assign import SPLIT_NAMES
 from dvtr_data.splits.build import read_split_report
-from dvtr_data.synth.simulated import tokenize
+from dvtr_data.text import tokenize
 
 
 def distinct_n(token_lists: list[list[str]], n: int) -> float:

@@ -100,7 +100,7 @@ def serve_cmd(
     out.print("Press Ctrl-C to stop it.", highlight=False)
     code = server.serve_foreground(proc, dataset, say=_say)
     out.print("Label Studio stopped." if code in (0, -15) else f"Label Studio exited with code {code}; see {info.log_path}",
-              highlight=False)
+              highlight=False, markup=False)
 
 
 @_command("stop")

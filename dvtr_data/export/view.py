@@ -25,8 +25,8 @@ import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers imports/moment
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, UsageError
 from dvtr_data.lineage import captions_on_current_clips
-from dvtr_data.synth.simulated import tokenize
 from dvtr_data.splits.assign import SPLIT_NAMES
+from dvtr_data.text import tokenize
 
 ID_MODES = ("source", "clean")
 _DIGITS = re.compile(r"(\d+)")
