@@ -247,7 +247,7 @@ def clip_features(
     from dvtr_data.baselines.engine.train import Encoder, cached_split, feature_cache
 
     model.encoders.to(device)
-    encoder = Encoder(model, cfg, device)  # type: ignore[arg-type]
+    encoder = Encoder(model, cfg, device)
     if dataset is not None:
         cached = cached_split(feature_cache(dataset, cfg, encoder.size), encoder, split, progress)
         sentence, tokens, ids = cached.feats.sentence, cached.tokens, cached.ids

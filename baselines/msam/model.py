@@ -36,6 +36,13 @@ from .semantics import MultiSemanticBranch, SemanticDistributions
 from .temporal import TemporalTransformer
 
 
+def _resolved(size: int | None, name: str) -> int:
+    """A size that `MSAMSizes.resolved` has derived; ``None`` here is a bug in this package, not a user error."""
+    if size is None:
+        raise RuntimeError(f"MSAM size {name} was used before MSAMSizes.resolved() derived it")
+    return size
+
+
 @dataclass
 class MSAMTrace:
     """Every intermediate of one joint pass (names match the reference fixture's ``intermediates``)."""
@@ -87,16 +94,21 @@ class MSAM(nn.Module):
         self.options = options or MSAMOptions()
         s, o = self.sizes, self.options
         # resolved() above has replaced every None size by its derived value
+        frame_positions, gate_hidden, pie_hidden = (
+            _resolved(s.frame_positions, "frame_positions"),
+            _resolved(s.gate_hidden, "gate_hidden"),
+            _resolved(s.pie_hidden, "pie_hidden"),
+        )
         self.temporal = TemporalTransformer(
             width,
             s.temporal_layers,
-            s.frame_positions,
+            frame_positions,
             mlp_ratio=s.temporal_mlp_ratio,
             mask_value=o.temporal_mask_value,
         )
         self.head = FusionPoolingHead(
             width,
-            s.gate_hidden,
+            gate_hidden,
             tau=o.tau,
             scale=o.head_scale,
             gate_divisor=o.gate_divisor,
@@ -105,7 +117,7 @@ class MSAM(nn.Module):
         self.semantics = MultiSemanticBranch(
             width,
             slots=s.num_slots,
-            pie_hidden=s.pie_hidden,
+            pie_hidden=pie_hidden,
             mean_hidden=s.mean_hidden,
             std_hidden=s.std_hidden,
             dropout=o.pie_dropout,

@@ -260,7 +260,7 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
     pairs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     emb_info: dict[str, Any] | None = None
     vectors = None
-    rows_full = np.full(n, -1, dtype=np.int64)
+    rows_full: np.ndarray = np.full(n, -1, dtype=np.int64)
     hashes_full: np.ndarray | None = None
     skipped_models: list[str] = []
     if cfg.near_duplicates:
