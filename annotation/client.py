@@ -222,6 +222,10 @@ class Studio:
     def users(self) -> list[dict[str, Any]]:
         return [plain(u) for u in self.call("listing users", self.sdk.users.list)]
 
+    def user_emails(self) -> dict[int, str]:
+        """User id -> the name a row records as its annotator or reviewer: email, else username, else ``user-<id>``."""
+        return {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in self.users()}
+
     def export(self, project_id: int) -> list[dict[str, Any]]:
         chunks = self.call(
             "exporting the project", self.sdk.projects.exports.download_sync, project_id, export_type="JSON",

@@ -388,7 +388,7 @@ def pull_moments(dataset_dir: Path, conn: Connection, *, say: Say = _quiet, stud
                                hint=f"run `dvtr-data annotate push --task moments --dataset {dataset.root}` first")
         pid = int(project["id"])
         report = MomentsPullReport(conn.url, pid)
-        emails = {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in studio.users()}
+        emails = studio.user_emails()
         flights = set(dataset.read_table("flights").column("flight_id").to_pylist())
         fresh: dict[str, dict[str, Any]] = {}
         for task in studio.export(pid):

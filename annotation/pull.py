@@ -203,7 +203,7 @@ def _pull_locked(dataset: Dataset, conn: Connection, studio: Studio, min_words: 
     log.write("start", url=conn.url, project_id=pid)
     try:
         exported = studio.export(pid)
-        emails = {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in studio.users()}
+        emails = studio.user_emails()
         clip_ids = set(dataset.read_table("clips").column("clip_id").to_pylist())
         fresh: list[dict[str, Any]] = []
         seen_tasks: set[int] = set()

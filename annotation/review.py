@@ -285,7 +285,7 @@ def review_pull(
         report.log_path = log.path
         try:
             exported = studio.export(pid)
-            emails = {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in studio.users()}
+            emails = studio.user_emails()
             _pull_locked(dataset, pid, exported, emails, min_words, report)
         except ServiceError as exc:
             log.write("error", error=str(exc))

@@ -33,10 +33,10 @@ from .train import (
     _rng_state,
     _save,
     _selection_value,
-    _set_rng_state,
     batches_of,
     epoch_order,
     epoch_steps,
+    resume_point,
 )
 
 
@@ -123,22 +123,9 @@ def _train(
     steps_per_epoch = epoch_steps(n_captions, t.batch_size, t.drop_last)
     optimizer = family.optimizer(model, cfg)
     extra = family.checkpoint_extra(model)
-    start_epoch, best_score, best_epoch = 0, None, 0
-    if resumed and run.last_path.is_file():
-        last = load_checkpoint(run.last_path, dev, keys=("model", "optimizer", "rng", "epoch"))
-
-        def restore() -> None:
-            model.load_state_dict(last["model"])
-            optimizer.load_state_dict(last["optimizer"])
-            _set_rng_state(last["rng"], dev)
-
-        load_state_or_fail(run.last_path, restore)
-        start_epoch = int(last["epoch"])
-        best_score, best_epoch = last.get("best_score"), int(last.get("best_epoch", 0))
-        metrics["epochs"] = metrics.get("epochs", [])[:start_epoch]
-        say(f"resuming {run.run_id} after epoch {start_epoch}")
-    elif resumed:
-        metrics["epochs"] = []
+    start_epoch, best_score, best_epoch = resume_point(
+        run, dev, resumed, metrics, say, optimizer, model.load_state_dict
+    )
 
     for epoch in range(start_epoch, t.epochs):
         lr = family.learning_rate(cfg, epoch)

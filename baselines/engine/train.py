@@ -219,6 +219,35 @@ def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(n, generator=g).tolist()
 
 
+def resume_point(
+    run: RunFolder,
+    dev: torch.device,
+    resumed: bool,
+    metrics: dict[str, Any],
+    say: Log,
+    optimizer: torch.optim.Optimizer,
+    load_model: Callable[[dict[str, Any]], Any],
+) -> tuple[int, float | None, int]:
+    """Where a run's training starts (every family's loop): the epoch, best score and best epoch of its last
+    checkpoint when resumed (model, optimiser and RNG restored), else from the start."""
+    if resumed and run.last_path.is_file():
+        last = load_checkpoint(run.last_path, dev, keys=("model", "optimizer", "rng", "epoch"))
+
+        def restore() -> None:
+            load_model(last["model"])
+            optimizer.load_state_dict(last["optimizer"])
+            _set_rng_state(last["rng"], dev)
+
+        load_state_or_fail(run.last_path, restore)
+        start_epoch = int(last["epoch"])
+        metrics["epochs"] = metrics.get("epochs", [])[:start_epoch]
+        say(f"resuming {run.run_id} after epoch {start_epoch}")
+        return start_epoch, last.get("best_score"), int(last.get("best_epoch", 0))
+    if resumed:
+        metrics["epochs"] = []
+    return 0, None, 0
+
+
 def epoch_steps(n_captions: int, batch: int, drop_last: bool) -> int:
     """Optimiser steps per epoch over ``n_captions`` (every family's loop); a split smaller than a batch is an error."""
     steps = len(batches_of(list(range(n_captions)), batch, drop_last))
@@ -466,24 +495,9 @@ def _train(
         e=t.eps, weight_decay=t.weight_decay, max_grad_norm=t.per_tensor_clip, bias_correction=t.bias_correction,
     )
     torch.manual_seed(t.seed)
-    start_epoch = 0
-    best_score: float | None = None
-    best_epoch = 0
-    if resumed and run.last_path.is_file():
-        last = load_checkpoint(run.last_path, dev, keys=("model", "optimizer", "rng", "epoch"))
-
-        def restore() -> None:
-            load_model_state(model, last["model"], frozen=frozen)
-            optimizer.load_state_dict(last["optimizer"])
-            _set_rng_state(last["rng"], dev)
-
-        load_state_or_fail(run.last_path, restore)
-        start_epoch = int(last["epoch"])
-        best_score, best_epoch = last.get("best_score"), int(last.get("best_epoch", 0))
-        metrics["epochs"] = metrics.get("epochs", [])[:start_epoch]
-        say(f"resuming {run.run_id} after epoch {start_epoch}")
-    elif resumed:
-        metrics["epochs"] = []
+    start_epoch, best_score, best_epoch = resume_point(
+        run, dev, resumed, metrics, say, optimizer, lambda state: load_model_state(model, state, frozen=frozen)
+    )
 
     train_feats = cached.get(train_split.name)
     if train_feats is not None:
