@@ -4,6 +4,8 @@
 published files again byte for byte: the order of videos in the source file, the order inside each split list, and
 the published split. ``moments`` holds moment-retrieval windows and saliency scores, when someone annotated them;
 without it, `export --format qvhighlights` derives one window per caption from the clip's span.
+``moment_ratings`` holds the extra raters' 0-4 ratings of a moment's cells (`annotate pull --task ratings`), one row
+per (moment, rater); the export joins them to the moment's own (the author's) ratings.
 """
 
 from __future__ import annotations
@@ -81,6 +83,32 @@ MOMENTS = TableSchema(
     ),
 )
 
-for _table in (IMPORTS, MOMENTS):
+MOMENT_RATINGS = TableSchema(
+    name="moment_ratings",
+    version=1,
+    owner="annotate",  # `annotate pull --task ratings`
+    key=("moment_id", "rater"),
+    clean_ids=("moment_id",),
+    schema=pa.schema(
+        [
+            _f("moment_id", _STR, False),  # the rated moment (moments.moment_id); joined where read
+            _f("rater", _STR, False),  # who rated (email, else username): never the moment's author when accepted
+            _f("saliency_clip_ids", pa.list_(_I64)),  # the moment's relevant 2-s cells of its segment
+            _f("saliency_scores", pa.list_(_I32)),  # one 0-4 score per cell above (null: the rater left it unrated)
+            _f("source", _STR, False),  # human | simulated
+            _f("status", _STR, False),  # submitted | cancelled
+            _f("flags", pa.list_(_STR)),  # own_query | unrated_cells | no_rating | deleted_in_labelstudio | superseded
+            _f("accepted", pa.bool_(), False),  # usable: submitted, not the author, at least one cell rated
+            _f("ls_project_id", _I64),
+            _f("ls_task_id", _I64),
+            _f("ls_annotation_id", _I64),
+            _f("lead_time_s", _F64),
+            _f("created_at", _TS),
+            _f("updated_at", _TS),
+        ]
+    ),
+)
+
+for _table in (IMPORTS, MOMENTS, MOMENT_RATINGS):
     if _table.name not in TABLES:
         _register(_table)

@@ -224,11 +224,34 @@ class ReleaseRow(Row):
     previous: str | None = None
 
 
+@dataclass
+class MomentRatingRow(Row):
+    """One row of ``moment_ratings`` (schema moment_ratings/1): one rater's 0-4 ratings of a moment's cells."""
+
+    TABLE: ClassVar[str] = "moment_ratings"
+
+    moment_id: str
+    rater: str
+    source: str
+    status: str
+    accepted: bool
+    saliency_clip_ids: list[int] | None = None
+    saliency_scores: list[int | None] | None = None
+    flags: list[str] | None = None
+    ls_project_id: int | None = None
+    ls_task_id: int | None = None
+    ls_annotation_id: int | None = None
+    lead_time_s: float | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
 RECORDS: dict[str, type[Row]] = {
     cls.TABLE: cls for cls in (FlightRow, ClipRow, CaptionRow, SplitRow, ImportRow, ReleaseRow)
 }
 
 RECORDS[ReviewRow.TABLE] = ReviewRow  # reviews (annotate review pull)
+RECORDS[MomentRatingRow.TABLE] = MomentRatingRow  # moment_ratings (annotate pull --task ratings)
 
 
 def to_rows(records: list[Row]) -> list[dict[str, Any]]:

@@ -34,8 +34,9 @@ UrlOpt = Annotated[
 ]
 TaskOpt = Annotated[
     str,
-    typer.Option("--task", help="captions (a task per clip) or moments (a task per flight segment of <= 150 s: "
-                 "query, time windows, 0-4 ratings of each 2-s clip)."),
+    typer.Option("--task", help="captions (a task per clip), moments (a task per flight segment of <= 150 s: "
+                 "query, time windows, 0-4 ratings of each 2-s clip) or ratings (a task per accepted moment: "
+                 "more raters rate its 2-s clips 0-4; --overlap raters per moment, default 2)."),
 ]
 KeyOpt = Annotated[
     str | None,
@@ -53,8 +54,8 @@ def _command(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 def _check_task(task: str) -> None:
     from dvtr_data.errors import UsageError
 
-    if task not in ("captions", "moments"):
-        raise UsageError(f"--task must be captions or moments, got {task!r}")
+    if task not in ("captions", "moments", "ratings"):
+        raise UsageError(f"--task must be captions, moments or ratings, got {task!r}")
 
 
 def _say(msg: str) -> None:
@@ -159,6 +160,19 @@ def push_cmd(
         for path in mreport.missing_videos[:3]:
             err.print(f"warning: flight video {escape(path)} is missing: its tasks cannot play", highlight=False)
         return
+    if task == "ratings":
+        from dvtr_data.annotation.ratings import DEFAULT_OVERLAP, push_ratings
+
+        rreport = push_ratings(dataset, conn, overlap=overlap or DEFAULT_OVERLAP, media_url=media_url, say=_say)
+        out.print(
+            f"ratings project {rreport.project_id} ({'created' if rreport.project_created else 'found'}) at "
+            f"{escape(rreport.url)}: {rreport.moments} accepted moment(s), {rreport.tasks_created} new task(s), "
+            f"{rreport.tasks_existing} already there; {rreport.media_placed} flight video(s) placed in annotation_media/",
+            highlight=False, soft_wrap=True,
+        )
+        for path in rreport.missing_videos[:3]:
+            err.print(f"warning: flight video {escape(path)} is missing: its tasks cannot play", highlight=False)
+        return
     report = push(dataset, conn, captions_per_task=captions_per_task, overlap=overlap, clip_ids=clip or None,
                   include_rejected=include_rejected, limit=limit, media_url=media_url, storage_path=storage_path, say=_say)
     drafts = f"drafts from {escape(report.model_version)}" if report.model_version else "no drafts (precaption has not run)"
@@ -213,6 +227,18 @@ def pull_cmd(
             f"pulled moments project {mreport.project_id}: {mreport.annotations} annotation(s) -> {mreport.rows_new} "
             f"new, {mreport.rows_updated} updated moment row(s), {mreport.accepted} accepted; "
             f"{mreport.kept_deleted} kept as deleted in Label Studio; flags: {mflags}",
+            highlight=False, soft_wrap=True,
+        )
+        return
+    if task == "ratings":
+        from dvtr_data.annotation.ratings import pull_ratings
+
+        rreport = pull_ratings(dataset, conn, say=_say)
+        rflags = ", ".join(f"{escape(k)} {v}" for k, v in sorted(rreport.flags.items())) or "none"
+        out.print(
+            f"pulled ratings project {rreport.project_id}: {rreport.annotations} annotation(s) -> {rreport.rows_new} "
+            f"new, {rreport.rows_updated} updated rating row(s), {rreport.accepted} accepted; {rreport.superseded} "
+            f"superseded by the same rater's later one; {rreport.kept_deleted} kept as deleted; flags: {rflags}",
             highlight=False, soft_wrap=True,
         )
         return
@@ -272,6 +298,17 @@ def simulate_cmd(
             f"SIMULATED moments on project {mreport.project_id}: {mreport.annotations_created} annotation(s) "
             f"submitted from the generated flights' truth, {mreport.annotations_existing} already there, "
             f"{mreport.tasks_with_truth} segment task(s) of generated flights",
+            highlight=False, soft_wrap=True,
+        )
+        return
+    if task == "ratings":
+        from dvtr_data.annotation.ratings import simulate_ratings
+
+        rreport = simulate_ratings(dataset, conn, overlap=annotators, seed=seed, say=_say)
+        out.print(
+            f"SIMULATED ratings on project {rreport.project_id}: {rreport.annotations_created} annotation(s) "
+            f"submitted from the generated flights' truth (per-rater noise, seed {seed}), "
+            f"{rreport.annotations_existing} already there, {rreport.tasks_with_truth} moment task(s) with truth",
             highlight=False, soft_wrap=True,
         )
         return

@@ -12,9 +12,11 @@ Imported clips have no flight: their own video is the untrimmed video, and their
 
 When the ``moments`` table holds accepted rows (annotated in Label Studio with ``annotate push --task moments``),
 the export is made of them instead: one line per moment, ``vid`` its segment (``<flight>_s<start>``, at most
-150 s), windows in segment time, exactly three 0-4 ratings per relevant cell (fewer raters are filled by repeating
-the real ones in order, a cell nobody rated gets 2; every line says how many real raters it has in
-``saliency_raters``), and ``qid`` a stable number derived from the moment id. The official evaluator needs
+150 s), windows in segment time, exactly three 0-4 ratings per relevant cell from up to three distinct raters (the
+query's author, then the raters of `annotate push --task ratings` from ``moment_ratings`` in submission order;
+fewer raters are filled by repeating the real ones in order, a cell nobody rated gets 2; every line says how many
+real raters it has in ``saliency_raters`` and whether it was filled in ``saliency_filled``), and ``qid`` a stable
+number derived from the moment id. The official evaluator needs
 windows in each length bucket (short <= 10 s, middle 10-30 s, long 30-150 s) of a split; the manifest says
 plainly which split cannot fill which bucket.
 
@@ -184,10 +186,13 @@ BUCKETS: tuple[tuple[str, float, float], ...] = (("short", 0.0, 10.0), ("middle"
 MAX_DURATION_S = 150.0
 UNRATED_SCORE = 2
 FILL_RULE = (
-    "exactly three 0-4 ratings per relevant 2-s cell: a moment rated by n < 3 annotators repeats their ratings in "
-    "order (rater columns r1, r2, r1 for n = 2; r1, r1, r1 for n = 1); a cell nobody rated gets 2 (fair); each line's "
-    "saliency_raters says how many real raters it has"
+    "exactly three 0-4 ratings per relevant 2-s cell from up to three distinct raters: the query's author first, "
+    "then the rating round's raters (moment_ratings) in submission order; a moment rated by n < 3 raters repeats "
+    "their ratings in order (rater columns r1, r2, r1 for n = 2; r1, r1, r1 for n = 1) and its line says "
+    "saliency_filled: true; a cell nobody rated gets 2 (fair); each line's saliency_raters says how many real "
+    "raters it has"
 )
+MAX_RATERS = 3
 
 
 def stable_qid(moment_id: str) -> int:
@@ -212,6 +217,24 @@ def three_ratings(scores: list[list[int | None]] | None) -> tuple[list[list[int]
             real = [UNRATED_SCORE]
         out.append([real[j % len(real)] for j in range(3)] if len(real) < 3 else real[:3])
     return out, unrated
+
+
+def rater_columns(moment: dict[str, Any], extra: list[dict[str, Any]]) -> tuple[list[list[int | None]], list[str]]:
+    """Per cell of ``moment`` the ratings of up to `MAX_RATERS` distinct raters (its own columns first, then the
+    ``extra`` rating rows in their order, skipping a rater already counted), and who they are."""
+    cells = list(moment["saliency_clip_ids"] or [])
+    own = moment["saliency_scores"] or [[] for _ in cells]
+    raters = list(moment["raters"] or [])[:MAX_RATERS]
+    columns: list[list[int | None]] = [[cell[j] if j < len(cell) else None for cell in own] for j in range(len(raters))]
+    for row in extra:
+        if len(raters) >= MAX_RATERS:
+            break
+        if row["rater"] in raters:
+            continue
+        given = dict(zip(row["saliency_clip_ids"] or [], row["saliency_scores"] or [], strict=True))
+        raters.append(row["rater"])
+        columns.append([given.get(k) for k in cells])
+    return [[col[i] for col in columns] for i in range(len(cells))], raters
 
 
 def _annotated_moments(view: ExportView) -> list[dict[str, Any]]:
@@ -253,8 +276,11 @@ def _write_from_moments(
 ) -> dict[str, Any]:
     from dvtr_data.annotation.moments import relevant_cells as segment_cells
     from dvtr_data.annotation.moments import segment_vid
+    from dvtr_data.annotation.ratings import accepted_ratings
 
     spans = _segment_splits(view)
+    ratings = accepted_ratings(view.dataset)
+    rated_moments = 0
     skipped = {"no_split": 0, "longer_than_150s": 0, "videos_missing": 0, "outside_segment": 0}
     by_split: dict[str, list[dict[str, Any]]] = {s: [] for s in view.splits}
     segments: dict[str, tuple[str, float, float]] = {}
@@ -279,14 +305,15 @@ def _write_from_moments(
             skipped["outside_segment"] += 1
             continue
         cells = list(m["saliency_clip_ids"] or [])
-        scores = m["saliency_scores"] or []
+        scores, raters = rater_columns(m, ratings.get(m["moment_id"], []))
+        rated_moments += int(len(raters) > len(m["raters"] or []))
         if not cells or len(scores) != len(cells):
             cells, scores = segment_cells(windows, duration), []
         keep = [i for i, k in enumerate(cells) if k < max(1, int(duration / CELL_S + 1e-9))]
         cells = [cells[i] for i in keep]
         scores = [scores[i] for i in keep] if scores else [[] for _ in cells]
         three, none = three_ratings(scores)
-        n_raters = len(m["raters"] or [])
+        n_raters = len(raters)
         raters_hist[n_raters] += 1
         filled += int(n_raters < 3)
         unrated += none
@@ -298,7 +325,8 @@ def _write_from_moments(
         by_split[split].append({
             "qid": qid, "query": " ".join(m["query"].split()), "duration": duration, "vid": vid,
             "relevant_clip_ids": cells, "saliency_scores": three, "relevant_windows": windows,
-            "saliency_raters": n_raters, "moment_id": m["moment_id"], "flight_id": m["flight_id"],
+            "saliency_raters": n_raters, "saliency_filled": n_raters < MAX_RATERS, "moment_id": m["moment_id"],
+            "flight_id": m["flight_id"],
             "segment": [start, end],
         })
     notes = []
@@ -325,7 +353,8 @@ def _write_from_moments(
                 "bucket); dvtr's qvh_eval reports null for the empty bucket(s)"
             )
     if filled:
-        notes.append(f"{filled} moment(s) have fewer than three raters: {FILL_RULE}")
+        notes.append(f"{filled} moment(s) have fewer than three raters (their lines say saliency_filled: true): "
+                     f"{FILL_RULE}")
     if unrated:
         notes.append(f"{unrated} relevant cell(s) nobody rated got {UNRATED_SCORE}")
     for name, n in skipped.items():
@@ -344,6 +373,7 @@ def _write_from_moments(
     extra: dict[str, Any] = {
         "source": "moments",
         "saliency": {"rule": FILL_RULE, "moments_filled": filled, "cells_unrated": unrated,
+                     "moments_with_rating_round": rated_moments,
                      "raters": {str(k): v for k, v in sorted(raters_hist.items())}},
         "length_buckets": buckets,
         "segments": {vid: {"flight_id": f, "start_s": a, "end_s": b} for vid, (f, a, b) in sorted(segments.items())},
