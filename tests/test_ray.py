@@ -264,6 +264,47 @@ def test_a_model_pool_of_two_actors_gives_the_rows_of_the_local_model_in_the_sam
         pool.close()
 
 
+class _ThreadCounter:
+    """A stand-in model that reports the torch threads of the process it runs in."""
+
+    geometry = None
+
+    def encode_frames(self, frames: Any) -> int:
+        import torch
+
+        return torch.get_num_threads()
+
+
+def test_a_cpu_model_actor_reserves_no_core_and_runs_with_the_drivers_threads(ray_cluster):
+    """Ray starts its workers with one thread; a CPU model in an actor must get what the driver's model gets,
+    and must leave both cores of the test cluster to the decoding tasks (as the local executor does)."""
+    import torch
+
+    from dvtr_data.engine.ray import ModelPool
+
+    total = ray_cluster.cluster_resources()["CPU"]
+    for _ in range(300):  # actors of earlier tests give their cores back asynchronously
+        if ray_cluster.available_resources().get("CPU", 0) == total:
+            break
+        time.sleep(0.1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)  # not Ray's 1, not this machine's core count: only passing it on gives 3
+    try:
+        pool = ModelPool(_ThreadCounter(), size=1)
+    finally:
+        torch.set_num_threads(threads)
+    try:
+        assert pool.encode_frames(None) == 3
+        assert ray_cluster.available_resources().get("CPU", 0) == total
+    finally:
+        pool.close()
+    dedicated = ModelPool(_ThreadCounter(), size=1, num_cpus=1)
+    try:
+        assert dedicated.encode_frames(None) == 1  # a dedicated core: one thread per reserved CPU
+    finally:
+        dedicated.close()
+
+
 @pytest.mark.boundary
 def test_the_ingest_command_runs_on_ray(ray_cluster, flights, tmp_path):
     from typer.testing import CliRunner
