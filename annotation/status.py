@@ -2,7 +2,9 @@
 
 Figures are computed from ``captions.parquet`` as the last pull left it, so status works offline and on a copy of
 the dataset. Progress counts accepted captions per clip of the project against the target (captions per task x
-annotators per clip from the last push, 5 by default).
+annotators per clip from the last push, 5 by default). Moments (`moments_status`) are counted from ``moments`` and
+``moment_ratings``: queries, windows, distinct raters per query (the author and the rating round's accepted raters,
+QVHighlights wants three) and, per annotator, the queries written and the ratings given.
 """
 
 from __future__ import annotations
@@ -20,6 +22,81 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.lineage import captions_on_current_clips, orphaned_caption_count
 
 DEFAULT_TARGET = 5
+RATERS_WANTED = 3  # QVHighlights: three ratings per relevant 2-s cell
+
+
+@dataclass(frozen=True)
+class MomentAnnotator:
+    annotator: str
+    origin: str
+    queries: int  # accepted moments this annotator wrote
+    windows: int  # their windows
+    ratings: int  # accepted ratings they gave in the rating round (other people's queries)
+    median_lead_s: float | None  # over their moment and rating annotations
+
+
+@dataclass
+class MomentsStatus:
+    rows: int  # moment rows (any status)
+    queries: int  # accepted moments
+    windows: int  # windows of the accepted moments
+    raters: dict[int, int]  # distinct raters per accepted query (capped at RATERS_WANTED) -> queries
+    rating_rows: int
+    ratings_accepted: int
+    flags: dict[str, int]  # of moments and ratings together
+    annotators: list[MomentAnnotator]
+
+    @property
+    def complete(self) -> int:
+        """Queries with the three raters QVHighlights wants."""
+        return self.raters.get(RATERS_WANTED, 0)
+
+
+def moments_status(dataset: Dataset) -> MomentsStatus | None:
+    """Moment figures (see the module docstring); None when no moment was pulled."""
+    moments = dataset.read_table("moments").to_pylist()
+    if not moments:
+        return None
+    ratings = dataset.read_table("moment_ratings").to_pylist() if dataset.has_table("moment_ratings") else []
+    accepted = [m for m in moments if m["accepted"]]
+    extra: dict[str, list[str]] = {}
+    for r in ratings:
+        if r["accepted"]:
+            extra.setdefault(r["moment_id"], []).append(r["rater"])
+    raters = {n: 0 for n in range(1, RATERS_WANTED + 1)}
+    for m in accepted:
+        who = set(m["raters"] or []) | set(extra.get(m["moment_id"], []))
+        raters[max(1, min(RATERS_WANTED, len(who)))] += 1
+    flags: dict[str, int] = {}
+    for row in [*moments, *ratings]:
+        for f in row["flags"] or []:
+            flags[f] = flags.get(f, 0) + 1
+    people: dict[str, dict[str, Any]] = {}
+    for m in moments:
+        p = people.setdefault(m["annotator"] or "?", {"q": 0, "w": 0, "r": 0, "lead": [], "src": set()})
+        p["src"].add(m["source"])
+        if m["lead_time_s"] is not None:
+            p["lead"].append(float(m["lead_time_s"]))
+        if m["accepted"]:
+            p["q"] += 1
+            p["w"] += len(m["windows"] or [])
+    for r in ratings:
+        p = people.setdefault(r["rater"], {"q": 0, "w": 0, "r": 0, "lead": [], "src": set()})
+        p["src"].add(r["source"])
+        if r["lead_time_s"] is not None:
+            p["lead"].append(float(r["lead_time_s"]))
+        p["r"] += int(r["accepted"])
+    annotators = [
+        MomentAnnotator(who, "simulated" if p["src"] == {"simulated"} else "human", p["q"], p["w"], p["r"],
+                        statistics.median(p["lead"]) if p["lead"] else None)
+        for who, p in people.items()
+    ]
+    annotators.sort(key=lambda a: (-a.queries, -a.ratings, a.annotator))
+    return MomentsStatus(
+        rows=len(moments), queries=len(accepted), windows=sum(len(m["windows"] or []) for m in accepted),
+        raters=raters, rating_rows=len(ratings), ratings_accepted=sum(1 for r in ratings if r["accepted"]),
+        flags=flags, annotators=annotators,
+    )
 
 
 @dataclass(frozen=True)
@@ -59,6 +136,7 @@ class StatusReport:
     quality: Quality
     projects: dict[str, int] = field(default_factory=dict)  # server -> project id
     orphaned: int = 0  # captions whose clip a re-ingest removed with no clip covering its span (clip_lineage)
+    moments: MomentsStatus | None = None  # when moments were pulled
 
     @property
     def complete_clips(self) -> int:
@@ -126,6 +204,7 @@ def annotation_status(dataset_dir: Path, target: int | None = None) -> StatusRep
         quality=caption_quality(by_clip_tokens, unchanged=unchanged, with_draft=len(with_draft)),
         projects={k: int(v["project_id"]) for k, v in servers.items() if v.get("project_id")},
         orphaned=orphaned_caption_count(dataset),
+        moments=moments_status(dataset),
     )
 
 

@@ -68,3 +68,36 @@ def test_moments_round_trip_on_a_real_server(live):
     assert all(r["source"] == "simulated" and r["annotator"].endswith("@simulated.dvtr.invalid") for r in rows)
     orbit = next(r for r in rows if r["query"] == "the camera orbits a white farmhouse")
     assert orbit["saliency_scores"] == [[4]] * 5 + [[1]] * 5  # a building in view 6-16 s of the 6-26 s window
+
+
+def test_ratings_round_trip_on_a_real_server(live):
+    """After the moments round trip: a ratings project on the same server, two simulated raters per moment who are
+    never its author, pulled into moment_ratings; the windows reach the task as a prediction the server keeps."""
+    from dvtr_data.annotation import ratings as R
+
+    ds, conn = live
+    if not ds.read_table("moments").num_rows:  # run alone: the moments round trip first
+        M.push_moments(ds.root, conn)
+        M.simulate_moments(ds.root, conn)
+        M.pull_moments(ds.root, conn)
+    pushed = R.push_ratings(ds.root, conn)
+    assert pushed.tasks_created == 7 and R.push_ratings(ds.root, conn).tasks_existing == 7
+    studio = Studio(conn)
+    project = studio.project(pushed.project_id)
+    assert project is not None and project["maximum_annotations"] == 2
+    assert project["model_version"] == R.PREFILL_VERSION
+    preds = studio.predictions(pushed.project_id)
+    assert len(preds) == 7 and all(p["result"][0]["from_name"] == "windows" for p in preds)
+    simulated = R.simulate_ratings(ds.root, conn)
+    assert simulated.annotations_created == 14
+    pulled = R.pull_ratings(ds.root, conn)
+    assert (pulled.rows_new, pulled.accepted) == (14, 14)
+    moments = {m["moment_id"]: m for m in ds.read_table("moments").to_pylist()}
+    rows = ds.read_table("moment_ratings").to_pylist()
+    assert all(r["rater"] != moments[r["moment_id"]]["annotator"] for r in rows)
+    orbit = next(m for m in moments.values() if m["query"] == "the camera orbits a white farmhouse")
+    for r in (r for r in rows if r["moment_id"] == orbit["moment_id"]):
+        # truth 4 while a building is in view (6-16 s), 1 after; the simulated noise moves a cell by at most 1
+        truth = [4] * 5 + [1] * 5
+        assert r["saliency_clip_ids"] == list(range(3, 13))
+        assert all(abs(s - t) <= 1 for s, t in zip(r["saliency_scores"], truth, strict=True))

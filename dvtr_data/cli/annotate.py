@@ -402,11 +402,38 @@ def print_status(rep: Any) -> None:
     quality.add_row("vocabulary size", str(q.vocabulary))
     quality.add_row("drafts submitted unchanged", _fmt(q.unchanged_draft_share, "{:.1%}"))
     out.print(quality)
-    if rep.captions == 0:
+    if getattr(rep, "moments", None) is not None:
+        print_moments_status(rep.moments)
+    if rep.captions == 0 and getattr(rep, "moments", None) is None:
         err.print("no captions pulled yet: run `dvtr-data annotate pull` after annotators have submitted", highlight=False)
 
 
-__all__ = ["annotate_app", "print_status"]
+def print_moments_status(m: Any) -> None:
+    """Moments in 80 columns: one line of totals, raters per query, and a narrow per-annotator table."""
+    out.print(f"[bold]moments[/]: {m.queries} accepted query(ies) of {m.rows}, {m.windows} window(s)", highlight=False)
+    out.print(f"raters: {m.complete} of {m.queries} query(ies) have 3; rating round: {m.ratings_accepted} of "
+              f"{m.rating_rows} rating(s) accepted", highlight=False)
+    raters = Table()
+    raters.add_column("distinct raters per query")
+    for n in m.raters:
+        raters.add_column(f"{n}{'+' if n == max(m.raters) else ''}", justify="right")
+    raters.add_row("queries", *(str(v) for v in m.raters.values()))
+    out.print(raters)
+    if m.flags:
+        out.print("moment flags: " + ", ".join(f"{escape(k)} {v}" for k, v in sorted(m.flags.items())), highlight=False)
+    people = Table(title="moment annotators", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False,
+                   pad_edge=False, caption="ratings: accepted ratings of other people's queries",
+                   caption_justify="left")
+    people.add_column("annotator", overflow="fold", min_width=12)
+    for col in ("queries", "windows", "ratings", "med s"):
+        people.add_column(col, justify="right", no_wrap=True)
+    for a in m.annotators:
+        who = escape(a.annotator) + (" [bold yellow](SIMULATED)[/]" if a.origin == "simulated" else "")
+        people.add_row(who, str(a.queries), str(a.windows), str(a.ratings), _fmt(a.median_lead_s, "{:.1f}"))
+    out.print(people)
+
+
+__all__ = ["annotate_app", "print_moments_status", "print_status"]
 
 
 
