@@ -23,7 +23,8 @@ class Inventory:
     clips_with_file: int = 0
     clips_failed: int = 0
     qc: dict[str, int] = field(default_factory=dict)
-    qc_reasons: dict[str, int] = field(default_factory=dict)
+    qc_reasons: dict[str, int] = field(default_factory=dict)  # reasons of rejected clips
+    qc_flags: dict[str, int] = field(default_factory=dict)  # reasons on clips that were not rejected
     motion: dict[str, int] = field(default_factory=dict)
     with_telemetry: int = 0
     flight_errors: list[tuple[str, str]] = field(default_factory=list)
@@ -48,7 +49,11 @@ def inventory(dataset: Dataset) -> Inventory:
     inv.clips_with_file = sum(bool(c["clip_path"]) for c in clips)
     inv.clips_failed = sum(c["status"] != "ok" for c in clips)
     inv.qc = dict(Counter(c["qc_verdict"] for c in clips))
-    inv.qc_reasons = dict(Counter(r.split(":")[0] for c in clips for r in (c["qc_reasons"] or [])))
+    # "rejected for" counts the reasons of rejected clips only; the reasons a passing clip carries (a telemetry
+    # flag, say) are flags, not rejections, and are counted apart
+    inv.qc_reasons = dict(Counter(r.split(":")[0] for c in clips if c["qc_verdict"] == "reject"
+                                  for r in (c["qc_reasons"] or [])))
+    inv.qc_flags = dict(Counter(r for c in clips if c["qc_verdict"] != "reject" for r in (c["qc_reasons"] or [])))
     inv.motion = dict(Counter(c["motion_kind"] for c in clips if c["motion_kind"]))
     inv.with_telemetry = sum(c["lat"] is not None for c in clips)
     for name in ("flights", "clips", "precaptions", "captions", "splits"):

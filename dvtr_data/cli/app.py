@@ -174,6 +174,8 @@ def print_inventory(inv: Any) -> None:
     table.add_row("QC", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.qc.items())) or "-"))
     if inv.qc_reasons:
         table.add_row("rejected for", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.qc_reasons.items()))))
+    if inv.qc_flags:
+        table.add_row("flagged, kept", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.qc_flags.items()))))
     table.add_row("camera", Text(", ".join(f"{k} {v}" for k, v in sorted(inv.motion.items())) or "-"))
     table.add_row("clips with GPS", str(inv.with_telemetry))
     table.add_row("tables", Text(", ".join(f"{k} {v} rows" for k, v in inv.tables.items()) or "-"))
