@@ -23,6 +23,7 @@ import pytest
 from dvtr_data.annotation.client import Connection, Studio
 from dvtr_data.annotation.pull import pull
 from dvtr_data.annotation.push import push
+from dvtr_data.annotation.review import FIX_WRITER, review_pull, review_push
 from dvtr_data.annotation.simulate import simulate
 from dvtr_data.dataset import Dataset
 from dvtr_data.importers import import_published
@@ -65,6 +66,7 @@ def _commands(world: World) -> dict[str, Callable[[Path, FakeServer], Any]]:
         ),
         "annotate-simulate": lambda root, srv: simulate(root, LOCAL, studio=_studio(srv)),
         "annotate-pull": lambda root, srv: pull(root, LOCAL, studio=_studio(srv)),
+        "annotate-review-pull": lambda root, srv: review_pull(root, LOCAL, studio=_studio(srv)),
         "split": lambda root, srv: split_dataset(
             root, SplitConfig(ratios=(0.5, 0.0, 0.5), min_captions=1, tolerance=0.5, near_duplicates=False)
         ),
@@ -78,6 +80,7 @@ WRITES: dict[str, list[tuple[str, str | None]]] = {
     "precaption": [("precaptions", None), ("tags", None), ("embeddings/*", None)],
     "annotate-simulate": [],  # submits to Label Studio; its captions arrive through `annotate pull`
     "annotate-pull": [("captions", "annotate")],
+    "annotate-review-pull": [("reviews", None), ("captions", FIX_WRITER)],  # verdicts, and fixes as new captions
     "split": [("splits", "split")],
 }
 
@@ -95,6 +98,25 @@ def _snapshot(root: Path, command: str) -> dict[str, list[str]]:
             rows = ds.rows_of(table, writer)
         out[table] = sorted(map(repr, rows.to_pylist()))
     return out
+
+
+REVIEWER = 901
+
+
+def _review_two_captions(root: Path, srv: FakeServer) -> None:
+    """A reviewer (not an author) accepts one submitted caption and fixes another: reviews rows and one fix row."""
+    srv.users[REVIEWER] = {"id": REVIEWER, "email": "reviewer@example.org"}
+    review_push(root, LOCAL, studio=_studio(srv))
+    pid = max(srv.projects)  # the review project is the newest
+    first, second = sorted(t["id"] for t in srv.tasks.values() if t["project"] == pid)[:2]
+    sdk = FakeSDK(srv)
+    choice = {"from_name": "verdict", "to_name": "video", "type": "choices"}
+    sdk.annotations.create(first, result=[{**choice, "value": {"choices": ["accept"]}}], completed_by=REVIEWER)
+    fix = [{**choice, "value": {"choices": ["fix"]}},
+           {"from_name": "reason", "to_name": "video", "type": "textarea", "value": {"text": ["too vague"]}},
+           {"from_name": "fix", "to_name": "video", "type": "textarea",
+            "value": {"text": ["a grey road runs between green fields and a small village"]}}]
+    sdk.annotations.create(second, result=fix, completed_by=REVIEWER)
 
 
 @pytest.fixture(scope="module")
@@ -119,6 +141,8 @@ def base(tmp_path_factory) -> tuple[World, Path, FakeServer]:
     push(root, LOCAL, overlap=2, studio=_studio(srv))
     commands["annotate-simulate"](root, srv)
     commands["annotate-pull"](root, srv)
+    _review_two_captions(root, srv)
+    commands["annotate-review-pull"](root, srv)
     commands["split"](root, srv)
     ds = Dataset(root)
     for command, writes in WRITES.items():  # the base holds rows of every writer, so every pair tests something
