@@ -92,6 +92,11 @@ def write_qvhighlights(
     annotated = _annotated_moments(view)
     if annotated:
         return _write_from_moments(view, stage, annotated, media=media, features=features)
+    if not view.captions.table.num_rows:
+        raise DatasetError(
+            f"{view.dataset.root} has no captions and no accepted moments; there is nothing to export",
+            hint="annotate moments (`dvtr-data annotate push --task moments`, then `pull`) or captions",
+        )
     if features is not None:
         raise DatasetError(
             "features are exported for annotated moments only, and this dataset has none",

@@ -219,12 +219,15 @@ def caption_ranges(captions: pa.Table) -> dict[str, tuple[int, int]]:
 
 
 def build_view(
-    dataset: Dataset, splits: tuple[str, ...] = SPLIT_NAMES, ids: str = "source", unique_ids: str = "export"
+    dataset: Dataset, splits: tuple[str, ...] = SPLIT_NAMES, ids: str = "source", unique_ids: str = "export",
+    captions_required: bool = True,
 ) -> ExportView:
     """Read splits, clips, captions and imports, and assemble the export view (see the module docstring).
 
     ``unique_ids``: "export" when one file or folder holds every split (a pickle, an image folder), "split" when
-    each split has its own files (CapERA reuses ids across its train and test sets).
+    each split has its own files (CapERA reuses ids across its train and test sets). ``captions_required=False``
+    (the QVHighlights export of annotated moments): a dataset with clips and splits but no captions gives a view
+    whose clips have none (moments take the split of their flight's clips).
     """
     ds = dataset.require()
     if ids not in ID_MODES:
@@ -233,14 +236,15 @@ def build_view(
     if bad or not splits:
         raise UsageError(f"--split: unknown split(s) {bad}; choose from {', '.join(SPLIT_NAMES)}")
     captions = captions_on_current_clips(ds)  # captions of clips whose boundaries a re-ingest moved follow them
-    if not captions.num_rows:
+    if not captions.num_rows and captions_required:
         raise DatasetError(
             f"{ds.root} has no captions yet; there is nothing to export",
             hint="annotate the clips or import a caption set, then run `dvtr-data split`",
         )
     split_t = ds.read_table("splits")
     if not split_t.num_rows:
-        raise DatasetError(f"{ds.root} has no splits yet", hint="run `dvtr-data split --dataset DIR` first")
+        raise DatasetError(f"{ds.root} has no splits yet", hint="run `dvtr-data split --dataset DIR` first" + (
+            "" if captions.num_rows else " (a dataset of moments only: `dvtr-data split --min-captions 0`)"))
     split_t = split_t.filter(pc.is_in(split_t.column("split"), value_set=pa.array(list(splits))))
     split_of = dict(
         zip(split_t.column("clip_id").to_pylist(), split_t.column("split").to_pylist(), strict=True)

@@ -211,10 +211,11 @@ def _split(ds: Dataset, cfg: SplitConfig, progress: Callable[[int, int], None] |
             f"{ds.root} has no clips yet", hint="run `dvtr-data ingest` or `dvtr-data import` first"
         )
     captions = captions_on_current_clips(ds)  # captions follow clips whose boundaries a re-ingest moved
-    if not captions.num_rows:
+    if not captions.num_rows and cfg.min_captions > 0:  # 0: a moments-only dataset splits its clips (by flight)
         raise DatasetError(
             f"{ds.root} has no captions yet, so no clip can be split",
-            hint="annotate the clips (`dvtr-data annotate`) or import a caption set (`dvtr-data import`)",
+            hint="annotate the clips (`dvtr-data annotate`) or import a caption set (`dvtr-data import`); "
+            "a dataset of moments only: `dvtr-data split --min-captions 0`",
         )
     n_acc_map = accepted_caption_counts(captions, ds.read_table("reviews"))  # review-accepted where reviewed
     caption_rows = text_leakage.caption_rows(captions)
