@@ -26,13 +26,24 @@ QC = "qc"
 CATEGORY = "category"
 CAPTION_PREFIX = "caption_"
 START_FROM = "start_from"
-"""The choices that pick drafts to start from (``draft 1`` ... ``draft N``): the caption boxes are never pre-filled."""
+"""The choices that pick the draft a caption box starts from (``draft 1`` ... ``draft N``), one single choice per
+caption box (``start_from`` for box 1, ``start_from_2`` ...). No box is pre-filled until its choice is clicked."""
 START_PREFIX = "draft "
+DRAFT_BOX_INFIX = "_draft_"
+"""``caption_1_draft_2``: the caption box that starts out holding draft 2, shown while ``draft 2`` is ticked."""
+START_CHOICES = "start_choices"
+"""Task field: the ``draft i`` choices offered (empty for noise drafts, so no box can start from one)."""
+START_HEADER = "start_header"
+START_FIELD_PREFIX = "start_"
+"""Task fields ``start_1`` ... ``start_5``: the text a draft box starts out holding ("" where there is none)."""
 MAX_DRAFTS = 5
 RANDOM_DRAFTS_NOTE = (
     "These drafts come from a model with random weights (no trained checkpoint): they are noise, not descriptions "
     "of the clip. Write the caption from scratch."
 )
+START_HEADER_DRAFTS = "Click a draft to start from it (its text goes in the box: edit it), or type in the empty box"
+START_HEADER_NOISE = "No draft to start from (the drafts are noise): write the caption in the box"
+START_HEADER_NONE = "Write the caption in the box"
 
 QC_CHOICES: tuple[str, ...] = ("usable", "too blurry", "static / nothing happens", "privacy concern", "wrong content")
 CATEGORIES: tuple[str, ...] = (
@@ -88,6 +99,29 @@ def caption_slot(from_name: str) -> int | None:
     return int(tail) - 1 if tail.isdigit() and int(tail) >= 1 else None
 
 
+def start_name(slot: int) -> str:
+    """The ``start from`` choices of a 0-based caption slot (slot 0 keeps the name earlier configs used)."""
+    return START_FROM if slot == 0 else f"{START_FROM}_{slot + 1}"
+
+
+def draft_box_name(slot: int, draft: int) -> str:
+    """The caption box of a 0-based slot that starts out holding 0-based draft ``draft`` (``caption_1_draft_1``)."""
+    return f"{CAPTION_PREFIX}{slot + 1}{DRAFT_BOX_INFIX}{draft + 1}"
+
+
+def draft_box(from_name: str) -> tuple[int, int] | None:
+    """(0-based slot, 0-based draft) of a draft box's control name, or None for any other control.
+
+    The control that holds a submitted text says which draft the box started from: Label Studio submits only the
+    box that is shown, and a draft box is shown only while its ``draft i`` choice is ticked.
+    """
+    head, sep, tail = from_name.rpartition(DRAFT_BOX_INFIX)
+    slot = caption_slot(head) if sep else None
+    if slot is None or not tail.isdigit() or not 1 <= int(tail) <= MAX_DRAFTS:
+        return None
+    return slot, int(tail) - 1
+
+
 @cache
 def _environment() -> jinja2.Environment:
     return jinja2.Environment(
@@ -107,14 +141,18 @@ def render_label_config(setup: LabelingSetup | None = None) -> str:
         drafts_name=DRAFTS,
         qc_name=QC,
         category_name=CATEGORY,
-        caption_names=setup.caption_names,
+        slots=[
+            {"name": name, "start": start_name(i), "boxes": [(n, draft_box_name(i, n - 1)) for n in range(1, MAX_DRAFTS + 1)]}
+            for i, name in enumerate(setup.caption_names)
+        ],
+        start_choices=START_CHOICES,
+        start_header=START_HEADER,
+        start_field_prefix=START_FIELD_PREFIX,
         qc_choices=list(setup.qc_choices),
         categories=list(setup.categories),
         video_height=setup.video_height,
         video_width=setup.video_width,
-        start_name=START_FROM,
         start_prefix=START_PREFIX,
-        max_drafts=MAX_DRAFTS,
         placeholder=setup.placeholder,
     )
     ET.fromstring(text)  # a template or value that breaks the XML fails here, not in the server
@@ -159,6 +197,23 @@ def drafts_block(drafts: list[str], random_weights: bool = False) -> str:
         return NO_DRAFTS
     listed = "\n".join(f"{i}. {text}" for i, text in enumerate(drafts[:MAX_DRAFTS], 1))
     return f"{RANDOM_DRAFTS_NOTE}\n{listed}" if random_weights else listed
+
+
+def start_fields(drafts: list[str], random_weights: bool = False) -> dict[str, object]:
+    """The task fields behind the one-click start: the ``draft i`` choices offered and each draft box's text.
+
+    Drafts of a randomly initialised model are noise: no choice is offered and no box can hold one, so a box
+    never starts out holding noise (they are still listed, under the note, by ``drafts_block``).
+    """
+    usable = [] if random_weights else list(drafts[:MAX_DRAFTS])
+    header = START_HEADER_DRAFTS if usable else START_HEADER_NOISE if drafts else START_HEADER_NONE
+    fields: dict[str, object] = {
+        START_HEADER: header,
+        START_CHOICES: [{"value": f"{START_PREFIX}{i}"} for i in range(1, len(usable) + 1)],
+    }
+    for i in range(MAX_DRAFTS):
+        fields[f"{START_FIELD_PREFIX}{i + 1}"] = usable[i] if i < len(usable) else ""
+    return fields
 
 
 def start_slot(choice: str) -> int | None:

@@ -88,6 +88,20 @@ def _texts_by_area(result: list[dict[str, Any]] | None) -> dict[int, str]:
     return out
 
 
+def _draft_boxes(result: list[dict[str, Any]] | None) -> dict[int, tuple[int, str]]:
+    """Per 0-based slot, the draft box submitted (``caption_1_draft_2``): (0-based draft, text)."""
+    out: dict[int, tuple[int, str]] = {}
+    for item in result or []:
+        if not isinstance(item, dict) or item.get("type") != "textarea":
+            continue
+        where = labeling.draft_box(str(item.get("from_name", "")))
+        if where is None:
+            continue
+        texts = (item.get("value") or {}).get("text") or []
+        out[where[0]] = (where[1], " ".join(strip_form_newline(str(t)) for t in texts if t is not None))
+    return out
+
+
 def _choices(result: list[dict[str, Any]] | None, name: str) -> list[str]:
     for item in result or []:
         if isinstance(item, dict) and item.get("type") == "choices" and item.get("from_name") == name:
@@ -118,10 +132,25 @@ def annotation_rows(
 ) -> list[dict[str, Any]]:
     """The caption rows of one exported annotation (flags except ``duplicate``, which needs the whole clip)."""
     result = annotation.get("result") or []
+    data = task.get("data") or {}
     texts = _texts_by_area(result)
+    boxes = _draft_boxes(result)  # a box that started out holding a draft: its name says which one
+    for slot, (_, text) in boxes.items():
+        texts[slot] = text  # Label Studio submits only the box shown, so a draft box is the slot's text
     prediction = annotation.get("prediction") or {}
     drafts = _texts_by_area(prediction.get("result")) if isinstance(prediction, dict) else {}  # a pre-filled box
-    picked = picked_drafts(task.get("data") or {}, _choices(result, labeling.START_FROM))
+    # configs before the draft boxes: one multiple choice, the i-th draft ticked is slot i's starting point
+    picked = picked_drafts(data, _choices(result, labeling.START_FROM))
+
+    def starting_point(slot: int) -> str | None:
+        if slot in boxes:
+            shown = picked_drafts(data, [f"{labeling.START_PREFIX}{boxes[slot][0] + 1}"])
+            return shown[0] if shown else None
+        own = picked_drafts(data, _choices(result, labeling.start_name(slot))) if slot else []
+        if own:
+            return own[0]
+        return picked[slot] if slot < len(picked) else None
+
     cancelled = bool(annotation.get("was_cancelled"))
     if cancelled:
         slots = sorted(texts) or [0]
@@ -140,23 +169,24 @@ def annotation_rows(
     category = categories[0] if categories else None
     rows = []
     for slot in slots:
-        draft = picked[slot] if slot < len(picked) else drafts.get(slot)
+        start = starting_point(slot)
+        draft = start if start is not None else drafts.get(slot)
         text = texts.get(slot, "")
-        if not text.strip() and slot < len(picked) and status == "submitted":
-            text = picked[slot]  # a draft picked and left as it is: flagged unchanged_draft below, never accepted
+        if not text.strip() and start is not None and status == "submitted":
+            text = start  # a draft picked and its box emptied: flagged unchanged_draft below, never accepted
         tokens = tokenize(text)
         flags = checks.caption_flags(text, tokens, draft, min_words=min_words) if status == "submitted" else []
         rows.append(
             CaptionRow(
                 writer=WRITER,
                 caption_id=caption_id(project_id, int(annotation["id"]), slot),
-                clip_id=task["data"]["clip_id"],
+                clip_id=data["clip_id"],
                 text=text,
                 tokens=tokens,
                 origin="simulated" if is_simulated(annotator) else "human",
                 status=status,
                 annotator=annotator,
-                guideline_version=guideline(updated or created) or task["data"].get("guideline_version"),
+                guideline_version=guideline(updated or created) or data.get("guideline_version"),
                 ls_project_id=project_id,
                 ls_task_id=int(task["id"]),
                 ls_annotation_id=int(annotation["id"]),

@@ -3,8 +3,9 @@
 Drafts are never pre-filled into a caption box. Label Studio's page turns a task's prediction into the annotator's
 starting annotation whatever the project's "use predictions to prelabel" setting says (seen on 1.23.2), and a box
 holding a draft reads as finished text: hurried annotators submitted draft 1. So drafts live in the task data (a
-numbered list, each one click away through the "start from" choices, see label_config.xml.j2) and push makes no
-predictions; a re-push removes caption predictions that earlier versions of push made.
+numbered list, and per draft the text a box starts from when its "draft i" choice is clicked, see
+label_config.xml.j2) and push makes no predictions; a re-push removes caption predictions that earlier versions of
+push made. Noise drafts (random weights) are listed but offered to no box.
 
 Idempotent by construction: the server is asked which clips already have a task (``data.clip_id``), so a re-run
 imports only new clips and never duplicates a task; tasks whose drafts changed get their drafts rewritten. Tasks go
@@ -264,6 +265,7 @@ def task_data(
         ),
         "drafts": labeling.drafts_block(drafts, random_weights),
         "draft_texts": list(drafts[: labeling.MAX_DRAFTS]),  # what pull resolves a "start from: draft i" pick to
+        **labeling.start_fields(drafts, random_weights),  # the one-click start: choices offered, each box's text
         "guideline_version": guideline,
     }
 
@@ -398,18 +400,18 @@ def _push_locked(
 def _refresh_drafts_block(
     studio: Studio, clips: list[dict[str, Any]], tasks: dict[str, list[int]], rows: dict[int, dict[str, Any]], drafts: Drafts,
 ) -> int:
-    """Rewrite the drafts block of existing tasks whose drafts changed (e.g. tasks pushed before precaption ran)."""
+    """Rewrite the drafts of existing tasks whose drafts changed (e.g. tasks pushed before precaption ran, or before
+    the one-click start existed)."""
     changed = 0
     for clip in clips:
         texts = [t for t, _ in drafts.by_clip.get(clip["clip_id"], [])]
-        block = labeling.drafts_block(texts, drafts.random_weights)
-        listed = texts[: labeling.MAX_DRAFTS]
+        fresh = {"drafts": labeling.drafts_block(texts, drafts.random_weights), "draft_texts": texts[: labeling.MAX_DRAFTS],
+                 **labeling.start_fields(texts, drafts.random_weights)}
         for tid in tasks.get(clip["clip_id"], []):
             data = (rows.get(tid) or {}).get("data")
-            if data is None or (data.get("drafts") == block and (data.get("draft_texts") or []) == listed):
+            if data is None or all(data.get(k) == v for k, v in fresh.items()):
                 continue
-            studio.call("refreshing a task's drafts", studio.sdk.tasks.update, str(tid),
-                        data={**data, "drafts": block, "draft_texts": listed})
+            studio.call("refreshing a task's drafts", studio.sdk.tasks.update, str(tid), data={**data, **fresh})
             changed += 1
     return changed
 
@@ -421,7 +423,8 @@ def _remove_prefills(studio: Studio, pid: int, log: RunLog) -> int:
     for pred in studio.predictions(pid):
         fills = any(
             isinstance(item, dict) and item.get("type") == "textarea"
-            and labeling.caption_slot(str(item.get("from_name", ""))) is not None
+            and (labeling.caption_slot(str(item.get("from_name", ""))) is not None
+                 or labeling.draft_box(str(item.get("from_name", ""))) is not None)
             for item in pred.get("result") or []
         )
         if fills:

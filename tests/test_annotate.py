@@ -66,8 +66,8 @@ def test_label_config_has_k_caption_areas_the_clip_frame_rate_and_escapes_values
     root = ET.fromstring(text)
     video = root.find(".//Video")
     assert video is not None and video.get("frameRate") == "$fps" and video.get("value") == "$video"
-    areas = [el.get("name") for el in root.iter("TextArea")]
-    assert areas == ["caption_1", "caption_2", "caption_3"]
+    areas = [el.get("name") for el in root.iter("TextArea") if el.get("value") is None]
+    assert areas == ["caption_1", "caption_2", "caption_3"]  # the empty boxes; the draft boxes are checked below
     assert labeling.captions_per_task_of(text) == 3
     qc = [c.get("value") for c in root.find(".//Choices[@name='qc']")]
     assert qc == list(labeling.QC_CHOICES)
@@ -267,9 +267,25 @@ def test_k_captions_per_task_render_k_empty_areas_and_the_start_from_choices(tmp
     config = next(iter(srv.projects.values()))["label_config"]
     assert labeling.captions_per_task_of(config) == 3 and not srv.predictions
     root = ET.fromstring(config)
-    start = [c for c in root.iter("Choices") if c.get("name") == labeling.START_FROM]
-    assert len(start) == 1 and [c.get("value") for c in start[0]] == [f"draft {n}" for n in range(1, 6)]
-    assert all(t.get("value") is None for t in root.iter("TextArea"))  # no pre-filled value either
+    # one single "start from" choice per box, its choices read from the task (none for noise drafts)
+    start = {c.get("name"): c for c in root.iter("Choices") if c.get("name", "").startswith(labeling.START_FROM)}
+    assert sorted(start) == ["start_from", "start_from_2", "start_from_3"]
+    assert all(c.get("choice") == "single" and c.get("value") == "$start_choices" and len(c) == 0 for c in start.values())
+    # every box that holds a value sits in a View shown only while its own draft is ticked, and says so itself
+    # (Label Studio submits a hidden control's text only when the control carries the condition too)
+    views = [v for v in root.iter("View") if any(t.get("value") for t in v.findall("TextArea"))]
+    assert len(views) == 3 * labeling.MAX_DRAFTS
+    for view in views:
+        (box,) = view.findall("TextArea")
+        slot, draft = labeling.draft_box(box.get("name", "")) or (None, None)
+        assert slot is not None and draft is not None and box.get("value") == f"$start_{draft + 1}"
+        for el in (view, box):
+            assert (el.get("visibleWhen"), el.get("whenTagName"), el.get("whenChoiceValue")) == (
+                "choice-selected", ["start_from", "start_from_2", "start_from_3"][slot], f"draft {draft + 1}")
+    plain = [t for t in root.iter("TextArea") if t.get("value") is None]
+    assert [(t.get("name"), t.get("visibleWhen"), t.get("whenTagName")) for t in plain] == [
+        ("caption_1", "choice-unselected", "start_from"), ("caption_2", "choice-unselected", "start_from_2"),
+        ("caption_3", "choice-unselected", "start_from_3")]  # no box is pre-filled before a click
 
 
 def test_a_missing_clip_file_is_reported_and_a_rerun_after_the_fix_adds_it(tmp_path):
