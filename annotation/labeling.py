@@ -3,7 +3,8 @@
 Everything that reaches the page is escaped here or by Label Studio: the config is rendered by Jinja2 with
 autoescape on (and parsed back as XML to prove it is well-formed), the guidelines are converted from Markdown by a
 small converter that escapes every text run, and task data (flight names, drafts) is shown through ``Header`` and
-``Text`` tags, which Label Studio renders as text, never as HTML.
+``Text`` tags, which Label Studio renders as text, never as HTML, and as the starting text of a draft box (a
+``TextArea`` value: a form field's text, never markup).
 """
 
 from __future__ import annotations

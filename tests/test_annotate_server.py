@@ -516,6 +516,11 @@ def test_annotator_captions_a_clip_in_chromium(pushed: Live):
             page.click("button[type=submit]")
             page.wait_for_load_state("networkidle")
             assert "/user/login" not in page.url
+            # Label Studio's limit, stated in the README: the guidelines open again on every entry to the stream
+            # (DataManager.jsx shows them on each switch to the stream; no per-annotator memory of a dismissal)
+            page.goto(f"{pushed.conn.url}/projects/{pid}/data?labeling=1")
+            page.wait_for_selector("text=Labeling Instructions")
+            page.keyboard.press("Escape")
 
             page.goto(f"{pushed.conn.url}/projects/{pid}/data?task={task['id']}")
             page.wait_for_selector("[data-testid=textarea-region] textarea, textarea")
