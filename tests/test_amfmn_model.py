@@ -266,3 +266,48 @@ def test_family_scoring_in_chunks_is_the_models_forward(monkeypatch: pytest.Monk
         expected = model(fam.normalise(images), ids, keywords[caption_clip]).T
     assert got.shape == (5, 3)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- per-sample draws
+def test_a_samples_seeds_do_not_depend_on_its_batch() -> None:
+    """The crop and dropout seeds of caption 9 at one step are the same in any batch (what lets a slice of the
+    batch in another process draw as the whole batch does), and change with the step."""
+    from dvtr_data.baselines.amfmn.family import sample_seeds
+
+    crop, noise = sample_seeds(5, [3, 9, 14])
+    alone = sample_seeds(5, [9])
+    assert (crop[1], noise[1]) == (alone[0][0], alone[1][0])
+    assert len({*crop, *noise}) == 6  # every sample, and crop vs dropout, its own stream
+    assert sample_seeds(6, [9])[0][0] != crop[1]
+
+
+def test_random_crop_is_a_window_of_its_image_drawn_from_its_seed_alone() -> None:
+    from dvtr_data.baselines.amfmn.family import random_crop
+
+    images = torch.randint(0, 256, (3, 3, 9, 7), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    seeds = [11, 12, 13]
+    crops = random_crop(images, 5, seeds)
+    for i in range(3):
+        # the crop is one of the image's 5 x 3 windows of side 5 (searched, not recomputed from the seed)
+        windows = [(y, x) for y in range(5) for x in range(3) if torch.equal(crops[i], images[i, :, y : y + 5, x : x + 5])]
+        assert windows
+        torch.testing.assert_close(random_crop(images[i : i + 1], 5, [seeds[i]])[0], crops[i], rtol=0, atol=0)
+    offsets = set()
+    for s in range(40):
+        c = random_crop(images[:1], 5, [s])[0]
+        offsets |= {(y, x) for y in range(5) for x in range(3) if torch.equal(c, images[0, :, y : y + 5, x : x + 5])}
+    assert len(offsets) >= 8  # 40 seeds reach most of the 15 windows
+
+
+def test_seeded_dropout_masks_depend_on_the_caption_seed_only() -> None:
+    """Training mode with one dropout seed per caption: a caption's encoding is the same alone or in a batch,
+    differs with another seed, and differs from evaluation (the masks are on)."""
+    model = small("soft_att", text_dropout=0.5).train()
+    ids = torch.tensor([[3, 7, 9], [4, 0, 0], [5, 6, 0]])
+    with torch.no_grad():
+        batch = model.encode_text(ids, [101, 102, 103])
+        alone = model.encode_text(ids[1:2], [102])
+        other = model.encode_text(ids[1:2], [104])
+        plain = model.eval().encode_text(ids[1:2])
+    torch.testing.assert_close(batch[1:2], alone, rtol=0, atol=0)
+    assert not torch.allclose(alone, other) and not torch.allclose(alone, plain)

@@ -10,10 +10,19 @@ normalisation.
 Scoring is AMFMN's protocol: every caption is scored alone against every image (``utils.acc_t2i2``), and an
 image ranks all captions by its best own caption (``acc_i2t2``), which is the engine's ``single`` ranking; the
 same numbers are stored under ``paper`` and ``single``.
+
+Across processes (``--nproc N`` / torchrun) a run trains as one process does on the same global batch: each
+process encodes its slice of the batch, the image and caption features are gathered (``distributed.gather_cat``)
+and every process computes the hinge over the global ``[B, B]`` score matrix (every negative of the batch, and
+the hardest one with ``max_violation``); the ResNet's BatchNorm layers take the global batch's statistics
+(``distributed.GlobalBatchNorm2d``); and every random draw of a sample (its crop, its caption's dropout masks)
+comes from a generator seeded by the step and the caption's position in the split (:func:`sample_seeds`), not
+from the process's RNG stream, so two processes crop and drop exactly as one does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -22,6 +31,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from dvtr_data.baselines.engine import distributed as ddp
 from dvtr_data.baselines.engine.config import BaselineConfig
 from dvtr_data.baselines.engine.data import ClipRecord, SplitData, probe_clip
 from dvtr_data.baselines.engine.family import ModelFamily
@@ -101,14 +111,40 @@ def normalise(images: Tensor) -> Tensor:
     return (x - mean) / std
 
 
-def random_crop(images: Tensor, size: int) -> Tensor:
-    """One random ``size`` crop per image (torch's RNG, so seeded runs repeat)."""
+def sample_seeds(step_seed: int, captions: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``(crop seeds, dropout seeds)``, one each per caption, from the step's seed and the caption's position in
+    the training split alone (numpy's SeedSequence mixes the two), so a sample draws the same whether it is
+    trained in one process or another, and whatever shares its batch."""
+    crop, noise = [], []
+    for c in captions:
+        a, b = np.random.SeedSequence([step_seed, int(c)]).generate_state(2, dtype=np.uint64).tolist()
+        crop.append(int(a))
+        noise.append(int(b))
+    return crop, noise
+
+
+def step_seed() -> int:
+    """One number per training step from torch's RNG. Every process seeds it alike (``train.seed``) and draws it
+    alike (one draw per step, whatever its slice), and ``last.pt`` stores torch's RNG state, so the sequence
+    depends on the seed, the epoch and the step only: resumed runs and runs over any number of processes see the
+    same one."""
+    return int(torch.randint(0, 2**62, (1,)).item())
+
+
+def random_crop(images: Tensor, size: int, seeds: Sequence[int]) -> Tensor:
+    """One random ``size`` crop per image, image ``i``'s offsets drawn from a generator seeded with ``seeds[i]``."""
     h, w = images.shape[-2:]
     if h == size and w == size:
         return images
-    ys = torch.randint(0, h - size + 1, (images.shape[0],)).tolist()
-    xs = torch.randint(0, w - size + 1, (images.shape[0],)).tolist()
-    return torch.stack([img[:, y : y + size, x : x + size] for img, y, x in zip(images, ys, xs, strict=True)])
+    if len(seeds) != images.shape[0]:
+        raise ValueError(f"{len(seeds)} crop seeds for {images.shape[0]} images")
+    out = images.new_empty((images.shape[0], images.shape[1], size, size))
+    for i, seed in enumerate(seeds):
+        g = torch.Generator().manual_seed(int(seed))
+        y = int(torch.randint(0, h - size + 1, (1,), generator=g))
+        x = int(torch.randint(0, w - size + 1, (1,), generator=g))
+        out[i] = images[i, :, y : y + size, x : x + size]
+    return out
 
 
 def keyword_phrases(category: str | None) -> list[str]:
@@ -127,6 +163,7 @@ class AMFMNFamily(ModelFamily):
         "single": "each caption alone; v2t ranks captions",
     }
     ranking: ClassVar[dict[str, Literal["paper", "single"]]] = {"paper": "single", "single": "single"}
+    gathers_across_processes = True  # features gathered, BatchNorm over the global batch, per-sample draws
 
     def similarity_key(self, protocol: str) -> str:
         return "all"  # both protocols score each caption alone: one matrix
@@ -202,18 +239,29 @@ class AMFMNFamily(ModelFamily):
         return next(model.parameters()).device
 
     def loss(self, model: nn.Module, inputs: AMFMNInputs, batch: list[int]) -> dict[str, Tensor]:
+        """The hinge over the global batch's ``[B, B]`` scores; ``batch`` is this process's slice of it (the
+        whole batch in one process). The released ``forward`` (``scores(encode_image, encode_text)``) split at
+        the features, which are gathered across processes before the pairwise attention and cosine."""
+        m: AMFMN = model  # type: ignore[assignment]
         _, options, _, size = self._parts(model)
         dev = self._device(model)
+        crop_seeds, noise_seeds = sample_seeds(step_seed(), batch)
         idx = torch.tensor(batch, dtype=torch.long)
         clips = inputs.caption_clip[idx]
         images = inputs.images[clips]
-        images = random_crop(images, size) if options.augment else images
-        kw = inputs.keywords[clips].to(dev) if inputs.keywords is not None else None
-        scores = model(normalise(images.to(dev)), inputs.ids[idx].to(dev), kw)  # [B images, B captions]
+        images = random_crop(images, size, crop_seeds) if options.augment else images
+        visual = ddp.gather_cat(m.encode_image(normalise(images.to(dev))))
+        text = ddp.gather_cat(m.encode_text(inputs.ids[idx].to(dev), noise_seeds))
+        keywords = None
+        if inputs.keywords is not None and options.keywords:
+            kg, has = m.encode_keywords(inputs.keywords[clips].to(dev))
+            keywords = ddp.gather_cat(kg), ddp.gather_cat(has.to(torch.uint8)).bool()
+        scores = m.scores(visual, text, keywords)  # [B images, B captions] of the global batch
         if options.loss == "dynamic":
             if inputs.prior is None:
                 raise UsageError("the dynamic margin needs the training split's prior similarities")
-            prior = inputs.prior.block(clips.tolist(), batch).to(dev)
+            everyone = ddp.gather_cat(torch.tensor(batch, dtype=torch.long, device=dev)).cpu()
+            prior = inputs.prior.block(inputs.caption_clip[everyone].tolist(), everyone.tolist()).to(dev)
             margin: Tensor | float = dynamic_margin(prior, options.gamma, options.beta).to(scores.dtype)
         else:
             margin = options.margin

@@ -40,6 +40,7 @@ to pass instead. Nothing is ever downloaded.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import resnet18
 
+from dvtr_data.baselines.engine.distributed import convert_batchnorm
 from dvtr_data.errors import InputError, ModelError
 
 from .config import AMFMNOptions, AMFMNSizes
@@ -75,7 +77,9 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = -1, eps: float = 1e-8) 
 class ExtractFeature(nn.Module):
     def __init__(self, embed_dim: int) -> None:
         super().__init__()
-        self.resnet = resnet18(weights=None)
+        # BatchNorm layers that take the global batch's statistics across processes (plain BatchNorm2d in one
+        # process; the same state-dict keys, so torchvision and released weights load either way)
+        self.resnet = convert_batchnorm(resnet18(weights=None))
         self.linear = nn.Linear(512, embed_dim)
 
     def forward(self, img: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -120,7 +124,13 @@ class VSAModule(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- text
 class BayesianGRUCell(nn.Module):
-    """The skip-thoughts GRU cell: input maps with bias, hidden maps without, one dropout mask per sequence."""
+    """The skip-thoughts GRU cell: input maps with bias, hidden maps without, one dropout mask per sequence.
+
+    The masks come from torch's RNG, or, given one seed per sequence (``noise``), from that seed alone: a
+    sequence's masks then do not depend on which other sequences share its batch or its process, which is what
+    lets a run over several processes drop exactly what one process drops (the family derives the seeds from
+    the step and the caption's position in the split).
+    """
 
     def __init__(self, input_size: int, hidden_size: int, dropout: float) -> None:
         super().__init__()
@@ -138,12 +148,31 @@ class BayesianGRUCell(nn.Module):
         keep = 1.0 - self.dropout
         return [torch.empty(like.shape[0], width, device=like.device).bernoulli_(keep) / keep for _ in range(3)]
 
-    def run(self, x: Tensor, steps: int) -> Tensor:
-        """Hidden states ``[B, steps, H]`` over the first ``steps`` positions of ``x [B, L, D]``."""
+    def _seeded_masks(self, like: Tensor, noise: Sequence[int]) -> tuple[list[Tensor | None], list[Tensor | None]]:
+        """Input and hidden masks, row ``i`` drawn from a generator seeded with ``noise[i]`` (on the CPU, so the
+        draw is the same on every device)."""
+        if not self.training or self.dropout <= 0:
+            return [None, None, None], [None, None, None]
+        if len(noise) != like.shape[0]:
+            raise ModelError(f"{len(noise)} dropout seeds for {like.shape[0]} sequences")
+        keep = 1.0 - self.dropout
+        d, h = like.shape[-1], self.hidden_size
+        rows = [torch.rand(3 * (d + h), generator=torch.Generator().manual_seed(int(s))) for s in noise]
+        u = torch.stack(rows) if rows else torch.empty(0, 3 * (d + h))
+        masks = ((u < keep).to(like.dtype) / keep).to(like.device)
+        parts = list(masks.split([d, d, d, h, h, h], dim=1))
+        return [parts[0], parts[1], parts[2]], [parts[3], parts[4], parts[5]]
+
+    def run(self, x: Tensor, steps: int, noise: Sequence[int] | None = None) -> Tensor:
+        """Hidden states ``[B, steps, H]`` over the first ``steps`` positions of ``x [B, L, D]`` (``noise``: one
+        dropout seed per sequence, else torch's RNG)."""
         b = x.shape[0]
         hx = x.new_zeros(b, self.hidden_size)
-        mx = self._masks(x, x.shape[-1])
-        mh = self._masks(x, self.hidden_size)
+        if noise is None:
+            mx = self._masks(x, x.shape[-1])
+            mh = self._masks(x, self.hidden_size)
+        else:
+            mx, mh = self._seeded_masks(x, noise)
 
         def drop(v: Tensor, m: Tensor | None) -> Tensor:
             return v if m is None else v * m
@@ -174,9 +203,9 @@ class UniSkip(nn.Module):
         self.embedding.weight.requires_grad = not fixed_emb
         self.rnn = BayesianGRU(word_dim, hidden, dropout)
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, noise: Sequence[int] | None = None) -> Tensor:
         lengths = (ids != 0).sum(1).clamp(min=1)  # skip-thoughts' _process_lengths: positions that are not 0
-        states = self.rnn.gru_cell.run(self.embedding(ids), int(lengths.max()))
+        states = self.rnn.gru_cell.run(self.embedding(ids), int(lengths.max()), noise)
         return states[torch.arange(ids.shape[0], device=ids.device), lengths - 1]
 
 
@@ -192,8 +221,8 @@ class SkipthoughtsEmbedding(nn.Module):
     def embedding(self) -> nn.Embedding:
         return self.seq2vec.embedding
 
-    def forward(self, ids: Tensor) -> Tensor:
-        return F.relu(self.to_out(self.seq2vec(ids)))
+    def forward(self, ids: Tensor, noise: Sequence[int] | None = None) -> Tensor:
+        return F.relu(self.to_out(self.seq2vec(ids, noise)))
 
 
 class BiGRUEmbedding(nn.Module):
@@ -206,7 +235,8 @@ class BiGRUEmbedding(nn.Module):
         self.rnn = nn.GRU(word_dim, hidden, batch_first=True, bidirectional=True)
         self.to_out = nn.Linear(hidden, embed_dim) if hidden != embed_dim else nn.Identity()
 
-    def forward(self, ids: Tensor) -> Tensor:
+    def forward(self, ids: Tensor, noise: Sequence[int] | None = None) -> Tensor:
+        """``noise`` is accepted for the skip-thoughts encoder's signature; this branch has no dropout."""
         lengths = (ids != 0).sum(1).clamp(min=1)
         packed = nn.utils.rnn.pack_padded_sequence(self.embedding(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.rnn(packed)
@@ -339,9 +369,10 @@ class AMFMN(nn.Module):
         lower, higher, solo = self.extract_feature(img)
         return self.mvsa(lower, higher, solo)[0]
 
-    def encode_text(self, ids: Tensor) -> Tensor:
-        """``s_g [T, embed]`` of token ids ``[T, L]`` (0 pads)."""
-        return self.text_feature(ids)
+    def encode_text(self, ids: Tensor, noise: Sequence[int] | None = None) -> Tensor:
+        """``s_g [T, embed]`` of token ids ``[T, L]`` (0 pads); ``noise``: one dropout seed per caption (training)."""
+        out: Tensor = self.text_feature(ids) if noise is None else self.text_feature(ids, noise)
+        return out
 
     def encode_keywords(self, keywords: Tensor) -> tuple[Tensor, Tensor]:
         return self.keyword_feature(self.text_feature.embedding, keywords)

@@ -20,6 +20,10 @@ process). The MSAM authors' ``AllGather`` returns only the local slice of this p
 over processes) and their KL divides by the local batch, so their multi-GPU runs are not their one-GPU runs
 (msam.md); this module reproduces the one-GPU behaviour.
 
+Layers that normalise by batch statistics must see the global batch as well: :class:`GlobalBatchNorm2d`
+(AMFMN's ResNet-18) all-reduces them, differentiably. Random draws per sample must not depend on the process
+either (AMFMN seeds each sample's crop and dropout from the step and its position in the split).
+
 Outside ``torchrun`` (no ``WORLD_SIZE`` > 1 in the environment) every function here is the identity or a
 no-op, so the loops run unchanged in one process.
 """
@@ -237,6 +241,111 @@ def check_batch(batch_size: int) -> None:
             f"a batch of {batch_size} captions cannot be split over {world_size()} processes",
             hint="raise --batch-size or lower the number of processes",
         )
+
+
+
+
+# ---------------------------------------------------------------------------------------------- batch norm
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose backward is the sum over processes of the output gradient.
+
+    The arithmetic of ``torch.distributed.nn.functional.all_reduce`` (deprecated since torch 2.x in favour of the
+    functional collectives, which do not differentiate through eager process groups). Every process's output
+    depends on every process's input, so the gradient of the sum of all processes' losses with respect to one
+    input is the sum of all processes' output gradients; averaging parameter gradients over processes then gives
+    the single-process gradient (the same reasoning as the gather, module docstring).
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        out = x.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        out = grad.clone(memory_format=torch.contiguous_format)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out
+
+
+def all_reduce_sum(x: Tensor) -> Tensor:
+    """``x`` summed over processes, differentiable (see :class:`_AllReduceSum`); ``x`` in one process."""
+    if not active():
+        return x
+    out: Tensor = _AllReduceSum.apply(x)
+    return out
+
+
+class GlobalBatchNorm2d(torch.nn.BatchNorm2d):
+    """``BatchNorm2d`` whose training statistics are those of the global batch (every process's samples).
+
+    Outside a process group, or in evaluation (running statistics), it *is* ``nn.BatchNorm2d`` (its forward), so
+    one-process runs are unchanged to the bit. Inside a group, in training: two differentiable all-reduces, first
+    ``[sum x, count]`` per channel (the global mean), then the sum of ``(x - mean)^2`` (the biased global
+    variance); a single pass of sum and sum of squares would lose float32 digits to cancellation where a
+    channel's mean is large against its spread, the second pass costs one more small collective per layer.
+    Output ``(x - mean) / sqrt(var + eps) * weight + bias`` and the running statistics' update (momentum, or the
+    cumulative average when ``momentum`` is None, with the global batch's unbiased variance) are the ones
+    ``nn.BatchNorm2d`` computes on the concatenated batch; the gradients flow through both all-reduces, so they
+    equal the single-process ones after :func:`average_gradients`.
+
+    Why not ``torch.nn.SyncBatchNorm``: it runs on CUDA only (not gloo on CPU, which the tests use), and one
+    module on every device keeps a single, tested path; its cost on GPU is the same kind (a few small
+    collectives per layer). A subclass, so parameters, buffers and state-dict keys are ``BatchNorm2d``'s and
+    checkpoints load in either mode (:func:`convert_batchnorm`).
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        uses_batch = self.training or (self.running_mean is None and self.running_var is None)
+        if not uses_batch or not active():
+            out: Tensor = super().forward(input)
+            return out
+        self._check_input_dim(input)
+        c = input.shape[1]
+        shape = (1, c) + (1,) * (input.dim() - 2)
+        dims = [0, *range(2, input.dim())]
+        local = input.numel() // c if c else 0
+        first = all_reduce_sum(torch.cat([input.sum(dims), input.new_tensor([float(local)])]))
+        n = first[c]
+        count = int(n.item())
+        if count <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got {count} over all processes")
+        mean = first[:c] / n
+        centred = input - mean.view(shape)
+        var = all_reduce_sum(centred.pow(2).sum(dims)) / n
+        out = centred * torch.rsqrt(var + self.eps).view(shape)
+        if self.affine:
+            out = out * self.weight.view(shape) + self.bias.view(shape)
+        if self.training and self.track_running_stats and self.running_mean is not None and self.running_var is not None:
+            if self.num_batches_tracked is not None:
+                self.num_batches_tracked.add_(1)
+            tracked = float(self.num_batches_tracked) if self.num_batches_tracked is not None else 1.0
+            factor = self.momentum if self.momentum is not None else 1.0 / tracked
+            with torch.no_grad():
+                self.running_mean.mul_(1 - factor).add_(mean.detach().to(self.running_mean.dtype), alpha=factor)
+                unbiased = var.detach() * (count / (count - 1))
+                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+        return out
+
+
+def convert_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every ``nn.BatchNorm2d`` under ``module`` as a :class:`GlobalBatchNorm2d` sharing its parameters and
+    buffers (the same state-dict keys and values, the same training flag); ``module`` itself is returned, or its
+    replacement when it is a ``BatchNorm2d``."""
+    if isinstance(module, torch.nn.BatchNorm2d) and not isinstance(module, GlobalBatchNorm2d):
+        new = GlobalBatchNorm2d(module.num_features, module.eps, module.momentum, module.affine,
+                                module.track_running_stats)
+        new.weight, new.bias = module.weight, module.bias
+        new.running_mean, new.running_var = module.running_mean, module.running_var
+        new.num_batches_tracked = module.num_batches_tracked
+        new.train(module.training)
+        return new
+    for name, child in module.named_children():
+        replaced = convert_batchnorm(child)
+        if replaced is not child:
+            setattr(module, name, replaced)
+    return module
 
 
 # ---------------------------------------------------------------------------------------------- writing
