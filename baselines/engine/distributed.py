@@ -234,12 +234,22 @@ def mean_losses(losses: dict[str, Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in zip(keys, values.tolist(), strict=True)}
 
 
-def check_batch(batch_size: int) -> None:
-    """Every process needs at least one caption of every full batch."""
+def check_batch(batch_size: int, last: int = 0) -> None:
+    """Every process needs at least one caption of every batch, the epoch's short last one (``last``) included.
+
+    Checked before the first step: a process with an empty slice would crash in its encoders (or, skipping them,
+    leave the others waiting in a collective) at the end of the first epoch. Merging or dropping a short last
+    batch would change what one process computes, and runs across processes must equal it.
+    """
     if active() and batch_size < world_size():
         raise UsageError(
             f"a batch of {batch_size} captions cannot be split over {world_size()} processes",
             hint="raise --batch-size or lower the number of processes",
+        )
+    if active() and 0 < last < world_size():
+        raise UsageError(
+            f"each epoch ends with a batch of {last} caption(s), which cannot be split over {world_size()} processes",
+            hint="drop it (the training config's drop_last), change --batch-size, or lower the number of processes",
         )
 
 

@@ -256,7 +256,7 @@ def epoch_steps(n_captions: int, batch: int, drop_last: bool) -> int:
             f"the training split has {n_captions} captions, fewer than one batch of {batch}",
             hint="lower the batch size (--batch-size) or add captions",
         )
-    ddp.check_batch(batch)
+    ddp.check_batch(batch, last=n_captions % batch if not drop_last else 0)
     return steps
 
 
