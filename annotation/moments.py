@@ -20,8 +20,9 @@ The labeling config (``moments_config.xml.j2``, rendered by :func:`render_moment
 
 Timeline ranges are frame numbers of the flight: frame ``f`` (1-based) starts at ``(f - 1) / fps`` and a range
 ``[s, e]`` covers ``[(s - 1) / fps, e / fps]`` seconds. `pull_moments` writes one ``moments`` row per annotation
-(``moment_id = ls-p<project>-a<annotation>``); one annotation is one rater, the export fills the three rating
-columns QVHighlights wants and says so. `simulate_moments` answers the tasks of generated flights from their
+(``moment_id = ls-p<project>-a<annotation>``); one annotation is one rater, its author. The rating round
+(`annotation.ratings`, ``--task ratings``) adds other raters in ``moment_ratings``; the export takes up to three
+distinct raters per query and fills (and marks) only when fewer exist. `simulate_moments` answers the tasks of generated flights from their
 truth (maneuver segments and the object classes visible per frame) as simulated annotators.
 """
 
