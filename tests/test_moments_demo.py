@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 
 from dvtr_data.annotation import moments as M
@@ -14,23 +13,9 @@ from dvtr_data.annotation.client import Connection, Studio
 from dvtr_data.errors import ModelError
 from dvtr_data.splits import SplitConfig, split_dataset
 from dvtr_data.testing.labelstudio import FakeSDK, FakeServer
-from dvtr_data.testing.moments import make_moments_dataset
+from dvtr_data.testing.moments import make_moments_dataset, write_grey_video
 
 LOCAL = Connection("http://127.0.0.1:8080", "0123456789abcdef0123456789abcdef01234567", local=True)
-
-
-def _grey_video(path: str, *, seconds: float, fps: int) -> None:
-    import av
-
-    with av.open(path, "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(int(seconds * fps)):
-            img = np.full((32, 32, 3), (i // fps) % 200, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
 
 
 @pytest.mark.slow
@@ -49,7 +34,7 @@ def test_demo_moment_step_exports_features_and_trains(tmp_path, monkeypatch):
     M.pull_moments(ds.root, LOCAL, studio=studio)
     split_dataset(ds, SplitConfig(min_captions=0, ratios=(0.5, 0.0, 0.5), near_duplicates=False))
     for f in ds.read_table("flights").to_pylist():
-        _grey_video(f["source_path"], seconds=f["duration_s"], fps=10)
+        write_grey_video(f["source_path"], seconds=f["duration_s"])
 
     def absent(*_: object) -> None:
         raise ModelError("weights of ViT-B-32 'openai' are not on this machine")

@@ -17,7 +17,7 @@ from dvtr_data.errors import DatasetError
 from dvtr_data.export import export_dataset
 from dvtr_data.splits import SplitConfig, split_dataset
 from dvtr_data.testing.labelstudio import FakeSDK, FakeServer
-from dvtr_data.testing.moments import make_moments_dataset
+from dvtr_data.testing.moments import make_moments_dataset, write_grey_video
 
 LOCAL = Connection("http://127.0.0.1:8080", "0123456789abcdef0123456789abcdef01234567", local=True)
 A1, B2 = "f00000000000000a1", "f00000000000000b2"
@@ -69,7 +69,7 @@ def test_split_min_captions_0_then_export_with_and_without_features(moments_only
     assert r.manifest["saliency"]["moments_filled"] == 0
 
     for f in ds.read_table("flights").to_pylist():  # real (tiny) videos for the clip features
-        _grey_video(f["source_path"], seconds=f["duration_s"], fps=10)
+        write_grey_video(f["source_path"], seconds=f["duration_s"])
     export_dataset(ds, "qvhighlights", tmp_path / "qvf", media="none",
                    features=FeatureOptions(model="tiny", model_cfg=TINY_CLIP))
     qids = sorted(q["qid"] for s in lines.values() for q in s)
@@ -81,17 +81,3 @@ def test_split_min_captions_0_then_export_with_and_without_features(moments_only
     for vid, cells in ((f"{A1}_s00000", 50), (f"{B2}_s00000", 31)):  # 100 s and 61 s: ceil(duration / 2) rows
         with np.load(tmp_path / "qvf" / "features" / "clip" / f"{vid}.npz") as f:
             assert f["features"].shape == (cells, 32)
-
-
-def _grey_video(path: str, *, seconds: float, fps: int) -> None:
-    import av
-
-    with av.open(path, "w") as container:
-        stream = container.add_stream("mpeg4", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for i in range(int(seconds * fps)):
-            img = np.full((32, 32, 3), (i // fps) % 200, np.uint8)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)

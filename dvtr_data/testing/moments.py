@@ -77,3 +77,20 @@ def add_captions_and_splits(ds: Dataset, splits: dict[str, str]) -> None:
                      "group_kind": "flight", "writer": "split"})
     ds.write_table("captions", caps)
     ds.write_table("splits", rows)
+
+
+def write_grey_video(path: str | Path, *, seconds: float, fps: int = 10) -> None:
+    """A real, tiny (32x32) video of ``seconds`` whose grey level changes every second: decodable by the feature
+    export, unlike the placeholder bytes `make_moments_dataset` writes."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(int(seconds * fps)):
+            img = np.full((32, 32, 3), (i // fps) % 200, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
