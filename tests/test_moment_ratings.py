@@ -9,7 +9,10 @@ from -1, 0, 0, +1 per cell), recomputed here, not from the code under test.
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -183,3 +186,39 @@ def test_cli_round_trip_and_errors(tmp_path, monkeypatch):
     assert "14 new" in res.output and "14 accepted" in res.output
     res = cli.invoke(app, ["annotate", "push", "--task", "rating", "--dataset", str(ds.root)], env={"COLUMNS": "200"})
     assert res.exit_code != 0 and "--task must be captions, moments or ratings" in res.output
+
+
+OFFICIAL = os.environ.get("DVTR_MOMENT_DETR")  # a checkout of jayleicn/moment_detr
+EVAL_PYTHON = os.environ.get("DVTR_EVAL_PYTHON", sys.executable)  # an interpreter with numpy and scikit-learn
+
+
+@pytest.mark.skipif(not OFFICIAL, reason="set DVTR_MOMENT_DETR to a checkout of jayleicn/moment_detr")
+def test_official_evaluator_scores_three_distinct_raters(rated, tmp_path):
+    """The unmodified standalone_eval scores the export whose three rating columns differ (it reads each rater's
+    column for the HL metrics): the exact windows give 100 on the moment metrics, and HL mAP is a real number."""
+    ds = rated[0]
+    add_captions_and_splits(ds, {A1: "train", B2: "test"})
+    export_dataset(ds, "qvhighlights", tmp_path / "qv")
+    gt_path = tmp_path / "qv" / "highlight_train_release.jsonl"
+    gt = [json.loads(ln) for ln in gt_path.read_text().splitlines()]
+    assert any(len(set(s)) > 1 for q in gt for s in q["saliency_scores"])  # the raters really differ somewhere
+    preds = tmp_path / "preds.jsonl"
+    lines = []
+    for q in gt:
+        sal = [0.0] * int(q["duration"] / 2)
+        for k, s in zip(q["relevant_clip_ids"], q["saliency_scores"], strict=True):
+            sal[k] = float(sum(s))
+        lines.append(json.dumps({"qid": q["qid"], "pred_relevant_windows": [[*w, 1.0] for w in q["relevant_windows"]],
+                                 "pred_saliency_scores": sal}) + "\n")
+    preds.write_text("".join(lines))
+    out = tmp_path / "metrics.json"
+    subprocess.run([EVAL_PYTHON, "-m", "standalone_eval.eval", "--submission_path", str(preds), "--gt_path",
+                    str(gt_path), "--save_path", str(out), "--not_verbose"], cwd=OFFICIAL, check=True,
+                   capture_output=True, timeout=300)
+    brief = json.loads(out.read_text())["brief"]
+    assert brief["MR-full-R1@0.7"] == 100.0 and brief["MR-full-mAP"] == 100.0
+    assert 0.0 < brief["HL-min-VeryGood-mAP"] <= 100.0
+    from dvtr_data.baselines.ms_detr.qvh_eval import evaluate
+
+    ours = evaluate([json.loads(ln) for ln in lines], gt)["brief"]  # dvtr's own evaluator agrees, rater by rater
+    assert {k: round(ours[k], 2) for k in brief} == brief
