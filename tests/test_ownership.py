@@ -21,8 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from dvtr_data.annotation.client import Connection, Studio
+from dvtr_data.annotation.moments import pull_moments, push_moments, simulate_moments
 from dvtr_data.annotation.pull import pull
 from dvtr_data.annotation.push import push
+from dvtr_data.annotation.ratings import pull_ratings, push_ratings, simulate_ratings
 from dvtr_data.annotation.review import FIX_WRITER, review_pull, review_push
 from dvtr_data.annotation.simulate import simulate
 from dvtr_data.dataset import Dataset
@@ -67,6 +69,8 @@ def _commands(world: World) -> dict[str, Callable[[Path, FakeServer], Any]]:
         "annotate-simulate": lambda root, srv: simulate(root, LOCAL, studio=_studio(srv)),
         "annotate-pull": lambda root, srv: pull(root, LOCAL, studio=_studio(srv)),
         "annotate-review-pull": lambda root, srv: review_pull(root, LOCAL, studio=_studio(srv)),
+        "annotate-moments-pull": lambda root, srv: pull_moments(root, LOCAL, studio=_studio(srv)),
+        "annotate-ratings-pull": lambda root, srv: pull_ratings(root, LOCAL, studio=_studio(srv)),
         "split": lambda root, srv: split_dataset(
             root, SplitConfig(ratios=(0.5, 0.0, 0.5), min_captions=1, tolerance=0.5, near_duplicates=False)
         ),
@@ -81,6 +85,8 @@ WRITES: dict[str, list[tuple[str, str | None]]] = {
     "annotate-simulate": [],  # submits to Label Studio; its captions arrive through `annotate pull`
     "annotate-pull": [("captions", "annotate")],
     "annotate-review-pull": [("reviews", None), ("captions", FIX_WRITER)],  # verdicts, and fixes as new captions
+    "annotate-moments-pull": [("moments", None)],
+    "annotate-ratings-pull": [("moment_ratings", None)],
     "split": [("splits", "split")],
 }
 
@@ -143,6 +149,12 @@ def base(tmp_path_factory) -> tuple[World, Path, FakeServer]:
     commands["annotate-pull"](root, srv)
     _review_two_captions(root, srv)
     commands["annotate-review-pull"](root, srv)
+    push_moments(root, LOCAL, studio=_studio(srv))
+    simulate_moments(root, LOCAL, studio=_studio(srv))
+    commands["annotate-moments-pull"](root, srv)
+    push_ratings(root, LOCAL, studio=_studio(srv))
+    simulate_ratings(root, LOCAL, studio=_studio(srv))
+    commands["annotate-ratings-pull"](root, srv)
     commands["split"](root, srv)
     ds = Dataset(root)
     for command, writes in WRITES.items():  # the base holds rows of every writer, so every pair tests something
