@@ -56,7 +56,10 @@ def inventory(dataset: Dataset) -> Inventory:
     inv.qc_flags = dict(Counter(r for c in clips if c["qc_verdict"] != "reject" for r in (c["qc_reasons"] or [])))
     inv.motion = dict(Counter(c["motion_kind"] for c in clips if c["motion_kind"]))
     inv.with_telemetry = sum(c["lat"] is not None for c in clips)
-    for name in ("flights", "clips", "precaptions", "captions", "splits"):
+    import dvtr_data.schemas.dataset_tables  # noqa: F401  (registers the tables declared beside the core ones)
+    from dvtr_data.schemas import TABLES
+
+    for name in TABLES:  # every table the dataset has, in the registry's order
         path = dataset.table_path(name)
         if path.exists():
             inv.tables[name] = pq.ParquetFile(path).metadata.num_rows

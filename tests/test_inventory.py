@@ -50,3 +50,11 @@ def test_info_prints_both_lines(tmp_path: Path) -> None:
     assert "blurry 2" in rejected and "too_dark 1" in rejected and "telemetry" not in rejected
     flagged = next(line for line in result.stdout.splitlines() if "flagged, kept" in line)
     assert "telemetry:altitude_spike 1" in flagged and "telemetry:position_jump 2" in flagged
+
+
+def test_tables_lists_every_table_the_dataset_has(tmp_path: Path) -> None:
+    ds = Dataset(_dataset(tmp_path / "ds"))
+    assert inventory(ds).tables == {"flights": 1, "clips": 5}  # the two written above, nothing invented
+    with ds.writing("test"):
+        ds.write_table("moment_ratings", [])  # a table of the moments round trip, empty: listed with 0 rows
+    assert inventory(ds).tables == {"flights": 1, "clips": 5, "moment_ratings": 0}
