@@ -20,6 +20,7 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.errors import ModelError, UsageError
 
 from . import distributed as ddp
+from . import draws
 from .checkpoint import load_checkpoint, load_state_or_fail
 from .config import BaselineConfig
 from .data import SplitData, load_split
@@ -123,6 +124,7 @@ def _train(
     steps_per_epoch = epoch_steps(n_captions, t.batch_size, t.drop_last)
     optimizer = family.optimizer(model, cfg)
     extra = family.checkpoint_extra(model)
+    draws.align_rng()  # rank 0's RNG everywhere: rank 0 alone may have drawn while filling the feature cache
     start_epoch, best_score, best_epoch = resume_point(
         run, dev, resumed, metrics, say, optimizer, model.load_state_dict
     )
@@ -137,7 +139,9 @@ def _train(
         step_loss: list[float] = []
         batches = batches_of(epoch_order(n_captions, t.seed, epoch), t.batch_size, t.drop_last)
         for done, batch in enumerate(batches, start=1):
-            losses = family.loss(model, train_inputs, ddp.shard(batch))  # this process's slice of the global batch
+            rows = ddp.shard(batch)  # this process's slice of the global batch
+            with draws.per_sample(rows):  # a family's SampleDropout layers draw per caption, not per process
+                losses = family.loss(model, train_inputs, rows)
             loss = losses["total"]
             values = ddp.mean_losses(losses)  # the global batch's terms, whatever the number of processes
             if not math.isfinite(values["total"]):

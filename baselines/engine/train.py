@@ -36,6 +36,7 @@ from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ModelError, UsageError
 
 from . import distributed as ddp
+from . import draws
 from .backbone import (
     clip_autocast,
     clip_tokenizer,
@@ -537,17 +538,20 @@ def _train(
         sums: dict[str, float] = {}
         step_loss: list[float] = []
         order = epoch_order(n_captions, t.seed, epoch)
-        for done, (_, batch) in enumerate(step_batches(order), start=1):
-            if "pixels" in batch:
-                video = normalise(batch["pixels"], batch["mask"])
-                with clip_autocast(dev, cfg.backbone.mode == "reference"):
-                    sent, toks = model.encode_text(batch["ids"])
-                    feats = model.encode_frames(video)
-                losses = model.losses_from_features(sent, toks, feats, batch["mask"], token_mask=token_mask(batch["ids"]))
-            else:
-                losses = model.losses_from_features(
-                    batch["sentence"], batch["tokens"], batch["frames"], batch["mask"], token_mask=token_mask(batch["ids"])
-                )
+        for done, (rows, batch) in enumerate(step_batches(order), start=1):
+            # PIENet dropout masks per caption (step seed, position, layer), not per process: N processes == 1
+            with draws.per_sample(rows):
+                if "pixels" in batch:
+                    video = normalise(batch["pixels"], batch["mask"])
+                    with clip_autocast(dev, cfg.backbone.mode == "reference"):
+                        sent, toks = model.encode_text(batch["ids"])
+                        feats = model.encode_frames(video)
+                    losses = model.losses_from_features(sent, toks, feats, batch["mask"], token_mask=token_mask(batch["ids"]))
+                else:
+                    losses = model.losses_from_features(
+                        batch["sentence"], batch["tokens"], batch["frames"], batch["mask"],
+                        token_mask=token_mask(batch["ids"]),
+                    )
             loss = losses["total"]
             values = ddp.mean_losses(losses)  # the global batch's terms, whatever the number of processes
             if not math.isfinite(values["total"]):

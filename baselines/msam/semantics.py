@@ -5,6 +5,10 @@ It exists only to shape the training loss. Neither the slots nor their Gaussians
 Paper term without an operation in the code, "fine-grained interactions between words and frames": the
 text PIENet attends over word tokens and the video PIENet over frames, separately. Words and frames are
 coupled only through the KL term between the two sets of Gaussians, never by an attention between them.
+
+The PIENet gate dropout is the authors' ``nn.Dropout`` (p = 0.2) as a ``draws.SampleDropout``: the same layer
+everywhere except inside the engine's training steps (``draws.per_sample``), where each sample's mask comes from
+the step's seed, the caption's position and the layer, so runs across processes equal one process.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from dvtr_data.baselines.engine.draws import SampleDropout, name_layers
 
 
 class SlotAttention(nn.Module):
@@ -48,7 +54,7 @@ class PIENet(nn.Module):
         super().__init__()
         self.attention = SlotAttention(slots, width, hidden)
         self.fc = nn.Linear(width, width)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = SampleDropout(dropout, layer="pienet.dropout")
         self.layer_norm = nn.LayerNorm(width)
         self.fc1 = nn.Linear(width, width)
 
@@ -105,6 +111,7 @@ class MultiSemanticBranch(nn.Module):
         self.text_pie = PIENet(slots, width, pie_hidden, dropout=dropout)
         self.mean_head = MLPHead((width, *mean_hidden, width))
         self.std_head = MLPHead((width, *std_hidden, width), softplus=True)
+        name_layers(self)  # "video_pie.dropout" and "text_pie.dropout": the two PIENets draw different masks
 
     def forward(
         self,
