@@ -14,9 +14,14 @@ folder is owned by `annotate push --task moments`: it is safe to delete and re-m
 The labeling config (``moments_config.xml.j2``, rendered by :func:`render_moments_config`)::
 
     TextArea       query     one query per annotation
-    TimelineLabels windows   label "relevant": every window the query describes
-    TimelineLabels saliency  labels "4 very good" ... "0 not relevant": the annotator paints the windows;
-                             each relevant 2-s cell takes the rating that covers most of it (null if none)
+    TimelineLabels windows   label "relevant": every window the query describes; and labels "4 very good" ...
+                             "0 not relevant": the annotator paints the windows; each relevant 2-s cell takes
+                             the rating that covers most of it (null if none)
+
+One TimelineLabels tag holds both, because Label Studio 1.23 draws on a video's timeline only with the *first*
+TimelineLabels tag naming the video (Video.js ``timelineControl``): with a second tag for the ratings, as this
+config first had, a rating could be picked in the browser but never drawn (found by
+tests/test_annotate_browser_moments.py). Pull still reads ratings under the old ``saliency`` name.
 
 Timeline ranges are frame numbers of the flight: frame ``f`` (1-based) starts at ``(f - 1) / fps`` and a range
 ``[s, e]`` covers ``[(s - 1) / fps, e / fps]`` seconds. `pull_moments` writes one ``moments`` row per annotation
@@ -54,9 +59,10 @@ MAX_SEGMENT_S = 150.0
 VIDEO = "video"
 QUERY = "query"
 WINDOWS = "windows"
-SALIENCY = "saliency"
+SALIENCY = "saliency"  # the ratings' own TimelineLabels tag in configs before the single-tag fix: still read
 WINDOW_LABEL = "relevant"
 SALIENCY_LABELS: dict[str, int] = {"4 very good": 4, "3 good": 3, "2 fair": 2, "1 poor": 1, "0 not relevant": 0}
+SALIENCY_COLOURS = ("#2ca02c", "#98df8a", "#ffbb78", "#ff7f0e", "#d62728")  # "4 very good" ... "0 not relevant"
 MEDIA_DIR = "annotation_media/flights"
 PROJECT_MARKER = "dvtr-moments:"
 STATE_KEY = "moments"  # the moments project's entry inside the server's state (the captions project is beside it)
@@ -127,10 +133,13 @@ def seconds_to_frames(start_s: float, end_s: float, fps: float) -> tuple[int, in
 # ----------------------------------------------------------------------------------------------------------------
 # labeling config
 # ----------------------------------------------------------------------------------------------------------------
-def render_moments_config(video_height: int = 420) -> str:
+def render_moments_config(video_height: int = 260) -> str:
+    """The moments config; ``video_height`` 260 leaves the query box, the labels and the whole timeline on a
+    1600x1000 screen without scrolling (measured in Chromium)."""
     text = _environment().get_template("moments_config.xml.j2").render(
-        video_name=VIDEO, query_name=QUERY, windows_name=WINDOWS, saliency_name=SALIENCY,
-        window_label=WINDOW_LABEL, saliency_labels=list(SALIENCY_LABELS), video_height=video_height,
+        video_name=VIDEO, query_name=QUERY, windows_name=WINDOWS,
+        window_label=WINDOW_LABEL, saliency_labels=list(zip(SALIENCY_LABELS, SALIENCY_COLOURS, strict=True)),
+        video_height=video_height,
         timeline_height=120,
         placeholder="e.g. the drone circles a white farmhouse beside a field",
     )
@@ -286,15 +295,17 @@ class MomentsPullReport:
     flags: dict[str, int] = field(default_factory=dict)
 
 
-def _ranges(result: list[dict[str, Any]], name: str) -> list[tuple[float, float, str]]:
-    out = []
+def _ranges(result: list[dict[str, Any]], names: tuple[str, ...] = (WINDOWS, SALIENCY)) -> list[tuple[float, float, str]]:
+    """(start frame, end frame, label) of every timeline range under ``names``, once per label it carries: the
+    label says what a range is (a window or a rating), whichever tag it was drawn with."""
+    out: list[tuple[float, float, str]] = []
     for item in result or []:
-        if not isinstance(item, dict) or item.get("from_name") != name:
+        if not isinstance(item, dict) or item.get("from_name") not in names:
             continue
         value = item.get("value") or {}
         labels = value.get("timelinelabels") or [""]
         for r in value.get("ranges") or []:
-            out.append((float(r["start"]), float(r["end"]), str(labels[0])))
+            out.extend((float(r["start"]), float(r["end"]), str(label)) for label in labels)
     return out
 
 
@@ -338,14 +349,16 @@ def moment_row(task: dict[str, Any], annotation: dict[str, Any], *, project_id: 
         for t in (item.get("value") or {}).get("text") or []
     ).strip()
     windows = []
-    for s, e, _ in _ranges(result, WINDOWS):
+    for s, e, label in _ranges(result):
+        if label != WINDOW_LABEL:
+            continue
         a, b = frames_to_seconds(s, e, fps)
         a, b = max(a, seg_start), min(b, seg_end)
         if b > a:
             windows.append([round(a, 3), round(b, 3)])
     windows = _merge_windows(windows)
     painted = []
-    for s, e, label in _ranges(result, SALIENCY):
+    for s, e, label in _ranges(result):
         if label in SALIENCY_LABELS:
             a, b = frames_to_seconds(s, e, fps)
             painted.append((a, b, SALIENCY_LABELS[label]))
@@ -483,7 +496,7 @@ def moment_result(m: dict[str, Any], seg_start: float, fps: float) -> list[dict[
     names = {v: k for k, v in SALIENCY_LABELS.items()}
     for k, score in zip(m["cells"], m["scores"], strict=True):
         a, b = seconds_to_frames(seg_start + k * CELL_S, seg_start + (k + 1) * CELL_S, fps)
-        result.append({"from_name": SALIENCY, "to_name": VIDEO, "type": "timelinelabels",
+        result.append({"from_name": WINDOWS, "to_name": VIDEO, "type": "timelinelabels",
                        "value": {"ranges": [{"start": a, "end": b}], "timelinelabels": [names[score]]}})
     return result
 

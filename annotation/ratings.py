@@ -4,8 +4,9 @@ QVHighlights gives every relevant 2-s cell three ratings from three people. A mo
 annotating (`annotation.moments`); `push_ratings` makes a second project whose tasks are the accepted moments,
 ``--overlap`` raters per task (default 2, so that with the author there are three). One task per moment: the rater
 sees the flight (a span of it, the segment, named in the header), the query as text and its windows both as clock
-times and drawn on the timeline, and paints ratings exactly as the moments project does (``saliency`` labels
-"4 very good" ... "0 not relevant"; each relevant cell takes the rating covering most of it).
+times and drawn on the timeline, and paints ratings exactly as the moments project does (labels
+"4 very good" ... "0 not relevant" in the same TimelineLabels tag as the "query window" regions, the only tag
+Label Studio 1.23 draws with; each relevant cell takes the rating covering most of it).
 
 Why the windows come as a *prediction* (and as text): Label Studio 1.23's page turns a task's prediction into the
 annotator's starting annotation (seen with the captions project, see push.py), so the windows appear as regions on
@@ -34,7 +35,7 @@ from dvtr_data.annotation.client import AnnotationState, Connection, Studio, bat
 from dvtr_data.annotation.labeling import _clock, _environment
 from dvtr_data.annotation.moments import (
     MEDIA_DIR,
-    SALIENCY,
+    SALIENCY_COLOURS,
     SALIENCY_LABELS,
     VIDEO,
     WINDOWS,
@@ -72,10 +73,11 @@ def _quiet(_: str) -> None:
     pass
 
 
-def render_ratings_config(video_height: int = 420) -> str:
+def render_ratings_config(video_height: int = 260) -> str:
     text = _environment().get_template("ratings_config.xml.j2").render(
-        video_name=VIDEO, windows_name=WINDOWS, saliency_name=SALIENCY, window_label=WINDOW_LABEL,
-        saliency_labels=list(SALIENCY_LABELS), video_height=video_height, timeline_height=120,
+        video_name=VIDEO, windows_name=WINDOWS, window_label=WINDOW_LABEL,
+        saliency_labels=list(zip(SALIENCY_LABELS, SALIENCY_COLOURS, strict=True)), video_height=video_height,
+        timeline_height=120,
     )
     ET.fromstring(text)
     return text.strip() + "\n"
@@ -255,7 +257,7 @@ def rating_row(task: dict[str, Any], annotation: dict[str, Any], *, project_id: 
     fps = float(data.get("fps") or 25.0)
     seg_start, seg_end = float(data["segment_start_s"]), float(data["segment_end_s"])
     painted = []
-    for s, e, label in _ranges(annotation.get("result") or [], SALIENCY):
+    for s, e, label in _ranges(annotation.get("result") or []):
         if label in SALIENCY_LABELS:
             a, b = frames_to_seconds(s, e, fps)
             painted.append((a, b, SALIENCY_LABELS[label]))
@@ -424,7 +426,7 @@ def simulate_ratings(
                 result = []
                 for k, score in zip(ks, scores, strict=True):
                     a, b = seconds_to_frames(seg_start + 2 * k, seg_start + 2 * (k + 1), fps)
-                    result.append({"from_name": SALIENCY, "to_name": VIDEO, "type": "timelinelabels",
+                    result.append({"from_name": WINDOWS, "to_name": VIDEO, "type": "timelinelabels",
                                    "value": {"ranges": [{"start": a, "end": b}], "timelinelabels": [names[score]]}})
                 studio.once("submitting a simulated rating", studio.sdk.annotations.create, int(task["id"]),
                             result=result, completed_by=user, lead_time=round(rng.uniform(20.0, 90.0), 1))

@@ -74,9 +74,26 @@ def test_labeling_config_has_query_windows_and_ratings_on_the_video():
 
     root = ET.fromstring(M.render_moments_config())
     timelines = {el.get("name"): el for el in root.iter("TimelineLabels")}
-    assert set(timelines) == {"windows", "saliency"} and all(t.get("toName") == "video" for t in timelines.values())
-    assert [lab.get("value") for lab in timelines["saliency"].iter("Label")] == list(M.SALIENCY_LABELS)
+    # one tag for windows and ratings: Label Studio 1.23 draws only with the first TimelineLabels of a video
+    assert set(timelines) == {"windows"} and timelines["windows"].get("toName") == "video"
+    assert [lab.get("value") for lab in timelines["windows"].iter("Label")] == ["relevant", *M.SALIENCY_LABELS]
     assert next(root.iter("TextArea")).get("name") == "query" and next(root.iter("Video")).get("frameRate") == "$fps"
+
+
+def test_the_label_says_window_or_rating_whichever_tag_drew_it():
+    """Frames 15-64 at 10 fps are 1.4-6.4 s (cells 1 and 2); a rating drawn with the windows tag is no window,
+    and a rating under the old separate ``saliency`` tag is still read."""
+    def span(name: str, start: int, end: int, label: str) -> dict:
+        return {"from_name": name, "to_name": "video", "type": "timelinelabels",
+                "value": {"ranges": [{"start": start, "end": end}], "timelinelabels": [label]}}
+
+    task = {"id": 7, "data": {"fps": 10.0, "segment_start_s": 0.0, "segment_end_s": 40.0, "flight_id": "f1"}}
+    result = [{"from_name": "query", "to_name": "video", "type": "textarea", "value": {"text": ["q"]}},
+              span("windows", 15, 64, "relevant"), span("windows", 15, 40, "4 very good"),
+              span("saliency", 41, 64, "2 fair")]
+    row = M.moment_row(task, {"id": 3, "result": result, "completed_by": 1}, project_id=1, emails={1: "a@b.c"})
+    assert row["windows"] == [[1.4, 6.4]] and row["saliency_clip_ids"] == [1, 2]
+    assert row["saliency_scores"] == [[4], [2]] and row["flags"] == [] and row["accepted"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
