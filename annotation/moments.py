@@ -133,10 +133,12 @@ def seconds_to_frames(start_s: float, end_s: float, fps: float) -> tuple[int, in
 # ----------------------------------------------------------------------------------------------------------------
 # labeling config
 # ----------------------------------------------------------------------------------------------------------------
-def render_moments_config(video_height: int = 260) -> str:
+def render_moments_config(video_height: int = 260, *, legacy_saliency: bool = False) -> str:
     """The moments config; ``video_height`` 260 leaves the query box, the labels and the whole timeline on a
-    1600x1000 screen without scrolling (measured in Chromium)."""
+    1600x1000 screen without scrolling (measured in Chromium). ``legacy_saliency`` keeps a hidden ``saliency``
+    tag for a project made with the earlier two-tag config, whose annotations use it (see `has_legacy_saliency`)."""
     text = _environment().get_template("moments_config.xml.j2").render(
+        legacy_saliency=legacy_saliency, legacy_name=SALIENCY,
         video_name=VIDEO, query_name=QUERY, windows_name=WINDOWS,
         window_label=WINDOW_LABEL, saliency_labels=list(zip(SALIENCY_LABELS, SALIENCY_COLOURS, strict=True)),
         video_height=video_height,
@@ -145,6 +147,12 @@ def render_moments_config(video_height: int = 260) -> str:
     )
     ET.fromstring(text)
     return text.strip() + "\n"
+
+
+def has_legacy_saliency(project: dict[str, Any] | None) -> bool:
+    """Whether a project's config has the separate ``saliency`` tag of the earlier two-tag config: Label Studio
+    refuses a new config without a tag that stored annotations use (HTTP 400, seen with 1.23.2)."""
+    return project is not None and f'name="{SALIENCY}"' in str(project.get("label_config") or "")
 
 
 def segment_header(flight_name: str, start_s: float, end_s: float, duration_s: float) -> str:
@@ -217,8 +225,8 @@ def push_moments(
     studio.check()
     with dataset.writing("annotate"):
         state = AnnotationState(dataset)
-        config = render_moments_config()
         project = _find_project(studio, dataset, state)
+        config = render_moments_config(legacy_saliency=has_legacy_saliency(project))
         created = project is None
         settings = dict(label_config=config, maximum_annotations=overlap, overlap_cohort_percentage=100,
                         show_skip_button=True)

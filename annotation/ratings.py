@@ -35,6 +35,7 @@ from dvtr_data.annotation.client import AnnotationState, Connection, Studio, bat
 from dvtr_data.annotation.labeling import _clock, _environment
 from dvtr_data.annotation.moments import (
     MEDIA_DIR,
+    SALIENCY,
     SALIENCY_COLOURS,
     SALIENCY_LABELS,
     VIDEO,
@@ -42,6 +43,7 @@ from dvtr_data.annotation.moments import (
     _ranges,
     cell_scores,
     frames_to_seconds,
+    has_legacy_saliency,
     media_name,
     seconds_to_frames,
     segment_header,
@@ -73,8 +75,9 @@ def _quiet(_: str) -> None:
     pass
 
 
-def render_ratings_config(video_height: int = 260) -> str:
+def render_ratings_config(video_height: int = 260, *, legacy_saliency: bool = False) -> str:
     text = _environment().get_template("ratings_config.xml.j2").render(
+        legacy_saliency=legacy_saliency, legacy_name=SALIENCY,
         video_name=VIDEO, windows_name=WINDOWS, window_label=WINDOW_LABEL,
         saliency_labels=list(zip(SALIENCY_LABELS, SALIENCY_COLOURS, strict=True)), video_height=video_height,
         timeline_height=120,
@@ -165,7 +168,8 @@ def push_ratings(
         state = AnnotationState(dataset)
         project = _find_project(studio, dataset, state)
         created = project is None
-        settings = dict(label_config=render_ratings_config(), maximum_annotations=overlap,
+        settings = dict(label_config=render_ratings_config(legacy_saliency=has_legacy_saliency(project)),
+                        maximum_annotations=overlap,
                         overlap_cohort_percentage=100, show_skip_button=True, show_collab_predictions=True)
         if project is None:
             project = plain(studio.once(

@@ -80,6 +80,20 @@ def test_labeling_config_has_query_windows_and_ratings_on_the_video():
     assert next(root.iter("TextArea")).get("name") == "query" and next(root.iter("Video")).get("frameRate") == "$fps"
 
 
+def test_a_project_made_with_the_two_tag_config_keeps_a_hidden_saliency_tag():
+    """Label Studio refuses a config that drops a tag stored annotations use, so an old project keeps a hidden
+    ``saliency`` tag, placed after the video so that the drawing tag stays the first."""
+    import xml.etree.ElementTree as ET
+
+    assert not M.has_legacy_saliency(None) and not M.has_legacy_saliency({"label_config": M.render_moments_config()})
+    cfg = M.render_moments_config(legacy_saliency=True)
+    assert M.has_legacy_saliency({"label_config": cfg})
+    root = ET.fromstring(cfg)
+    assert [el.get("name") for el in root.iter() if el.tag in ("TimelineLabels", "Video")] == ["windows", "video", "saliency"]
+    (hidden,) = [v for v in root.iter("View") if v.get("style") == "display: none"]
+    assert [lab.get("value") for lab in hidden.iter("Label")] == list(M.SALIENCY_LABELS)
+
+
 def test_the_label_says_window_or_rating_whichever_tag_drew_it():
     """Frames 15-64 at 10 fps are 1.4-6.4 s (cells 1 and 2); a rating drawn with the windows tag is no window,
     and a rating under the old separate ``saliency`` tag is still read."""
