@@ -166,15 +166,15 @@ def drawn_frames(page: Any) -> list[tuple[int, int]]:
 
 
 def draw_span(page: Any, label: str, first: int, last: int) -> None:
-    """Pick ``label`` (no region selected, so the pick cannot relabel one) and drag from frame ``first`` to frame
-    ``last`` on an empty part of the timeline, as an annotator does with the mouse."""
-    page.keyboard.press("Escape")  # unselect the region drawn last
+    """Pick ``label`` and drag from frame ``first`` to frame ``last`` on an empty part of the timeline (below every
+    region row, see `Timeline.free_y`), as an annotator does with the mouse."""
+    page.keyboard.press("Escape")  # as an annotator would, to drop any selection first
     name = page.locator(".lsf-label__text", has_text=re.compile(f"^{re.escape(label)}$"))
     page.locator(".lsf-label:visible").filter(has=name).click()  # a hidden legacy tag has the same labels
     line = timeline(page)
     y = line.free_y(len(lifespans(page)))
     assert y < line.bottom, "no empty row left on the timeline to draw on"
-    assert line.x(1) <= line.x(min(first, last)) and line.x(max(first, last)) < line.right, "frames off screen"
+    assert line.left + ROW_NAMES_PX < line.x(min(first, last)) and line.x(max(first, last)) < line.right, "frames off screen"
     page.mouse.move(line.x(first), y)
     page.mouse.down()
     page.mouse.move((line.x(first) + line.x(last)) / 2, y, steps=4)
