@@ -42,14 +42,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched, plain
+from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched
 from dvtr_data.annotation.labeling import _clock, _environment
+from dvtr_data.annotation.projects import find_project, merge_pulled, place_flight_videos, upsert_project
 from dvtr_data.annotation.pull import SIMULATED_DOMAIN, _time, is_simulated
-from dvtr_data.annotation.push import LOCAL_FILES_PREFIX, dataset_key, ensure_storage
+from dvtr_data.annotation.push import LOCAL_FILES_PREFIX
 from dvtr_data.annotation.simulate import ensure_simulated_users, simulated_email
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ServiceError, UsageError
-from dvtr_data.media import place_media
 from dvtr_data.runlog import RunLog
 from dvtr_data.synth.simulated import load_truth
 from dvtr_data.text import strip_form_newline
@@ -66,7 +66,6 @@ SALIENCY_COLOURS = ("#2ca02c", "#98df8a", "#ffbb78", "#ff7f0e", "#d62728")  # "4
 MEDIA_DIR = "annotation_media/flights"
 PROJECT_MARKER = "dvtr-moments:"
 STATE_KEY = "moments"  # the moments project's entry inside the server's state (the captions project is beside it)
-DELETED_FLAG = "deleted_in_labelstudio"
 BLOCKING = frozenset({"no_window", "empty_query"})
 
 Say = Callable[[str], None]
@@ -177,14 +176,7 @@ class MomentsPushReport:
 
 
 def _find_project(studio: Studio, dataset: Dataset, state: AnnotationState) -> dict[str, Any] | None:
-    known = state.server(studio.conn.state_key).get(STATE_KEY, {}).get("project_id")
-    if known is not None:
-        project = studio.project(int(known))
-        if project is not None:
-            return project
-    marker = f"{PROJECT_MARKER} {dataset_key(dataset)}"
-    matches = sorted((p for p in studio.projects() if marker in (p.get("description") or "")), key=lambda p: p["id"])
-    return matches[0] if matches else None
+    return find_project(studio, dataset, state, STATE_KEY, PROJECT_MARKER)
 
 
 def moment_tasks(dataset: Dataset, flight_ids: list[str] | None = None) -> list[dict[str, Any]]:
@@ -230,34 +222,15 @@ def push_moments(
         created = project is None
         settings = dict(label_config=config, maximum_annotations=overlap, overlap_cohort_percentage=100,
                         show_skip_button=True)
-        if project is None:
-            project = plain(studio.once(
-                "creating the moments project", studio.sdk.projects.create,
-                title=f"dvtr moments · {dataset.config().get('name', dataset.root.name)}"[:50],
-                description=("Moments: write a query, mark its windows, rate each 2-s stretch. Created by dvtr-data."
-                             f"\n\n{PROJECT_MARKER} {dataset_key(dataset)}"), **settings,
-            ))
-        else:
-            changes = {k: v for k, v in settings.items() if project.get(k) != v}
-            if changes:
-                studio.call("updating the moments project", studio.sdk.projects.update, project["id"], **changes)
+        project = upsert_project(studio, dataset, project, kind="moments", marker=PROJECT_MARKER, settings=settings,
+                                 summary="Moments: write a query, mark its windows, rate each 2-s stretch.")
         pid = int(project["id"])
         report = MomentsPushReport(conn.url, pid, created, segments=len(tasks))
         log = RunLog(dataset.logs_dir, "annotate-push-moments")
         try:
             if media_url is None:
-                for flight in {t["flight"]["flight_id"]: t["flight"] for t in tasks}.values():
-                    src = Path(str(flight.get("source_path") or ""))
-                    dst = dataset.root / media_name(flight)
-                    if dst.is_file() and dst.stat().st_size == flight.get("size_bytes"):
-                        continue
-                    if not src.is_file():
-                        report.missing_videos.append(str(src))
-                        continue
-                    place_media(src, dst, "link")
-                    report.media_placed += 1
-                (dataset.root / MEDIA_DIR).mkdir(parents=True, exist_ok=True)
-                ensure_storage(studio, pid, dataset.root / MEDIA_DIR)
+                place_flight_videos(studio, dataset, pid, {t["flight"]["flight_id"]: t["flight"] for t in tasks}.values(),
+                                    MEDIA_DIR, media_name, report)
             prefix = media_url if media_url is not None else LOCAL_FILES_PREFIX
             existing = {str((t.get("data") or {}).get("segment")) for t in studio.tasks(pid)}
             todo = []
@@ -421,25 +394,8 @@ def pull_moments(dataset_dir: Path, conn: Connection, *, say: Say = _quiet, stud
                 report.annotations += 1
                 row = moment_row(task, annotation, project_id=pid, emails=emails)
                 fresh[row["moment_id"]] = row
-        old = dataset.read_table("moments").to_pylist()
-        merged = []
-        for row in old:
-            if row["moment_id"] in fresh:
-                report.rows_updated += 1
-                continue
-            if row.get("ls_project_id") == pid:
-                if DELETED_FLAG not in (row["flags"] or []):
-                    row["flags"] = [*(row["flags"] or []), DELETED_FLAG]
-                row["accepted"] = False  # deleted in Label Studio: kept for the record, out of exports
-                report.kept_deleted += 1
-            merged.append(row)
-        report.rows_new = len(fresh) - report.rows_updated
-        merged.extend(sorted(fresh.values(), key=lambda r: (r["ls_task_id"], r["ls_annotation_id"])))
+        merged = merge_pulled(dataset.read_table("moments").to_pylist(), fresh, lambda r: r["moment_id"], pid, report)
         dataset.write_table("moments", merged)
-        for row in fresh.values():
-            report.accepted += int(row["accepted"])
-            for flag in row["flags"]:
-                report.flags[flag] = report.flags.get(flag, 0) + 1
         say(f"moments: {report.rows_new} new, {report.rows_updated} updated, {report.kept_deleted} kept as deleted")
     return report
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched, plain
+from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched
 from dvtr_data.annotation.labeling import _clock, _environment
 from dvtr_data.annotation.moments import (
     MEDIA_DIR,
@@ -49,12 +49,12 @@ from dvtr_data.annotation.moments import (
     segment_header,
     truth_moments,
 )
+from dvtr_data.annotation.projects import find_project, merge_pulled, place_flight_videos, upsert_project
 from dvtr_data.annotation.pull import _time, is_simulated
-from dvtr_data.annotation.push import LOCAL_FILES_PREFIX, dataset_key, ensure_storage
+from dvtr_data.annotation.push import LOCAL_FILES_PREFIX
 from dvtr_data.annotation.simulate import ensure_simulated_users
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ServiceError, UsageError
-from dvtr_data.media import place_media
 from dvtr_data.runlog import RunLog
 from dvtr_data.schemas.records import MomentRatingRow
 from dvtr_data.synth.simulated import load_truth
@@ -65,7 +65,6 @@ WINDOW_LABEL = "query window"
 PREFILL_VERSION = "dvtr-moment-windows"  # model_version of the predictions that draw the windows
 DEFAULT_OVERLAP = 2
 TABLE = "moment_ratings"
-DELETED_FLAG = "deleted_in_labelstudio"
 NOISE = (-1, 0, 0, 1)  # a simulated rater's per-cell offset from the truth rating, drawn uniformly
 
 Say = Any
@@ -102,14 +101,7 @@ def ratable_moments(dataset: Dataset) -> list[dict[str, Any]]:
 
 
 def _find_project(studio: Studio, dataset: Dataset, state: AnnotationState) -> dict[str, Any] | None:
-    known = state.server(studio.conn.state_key).get(STATE_KEY, {}).get("project_id")
-    if known is not None:
-        project = studio.project(int(known))
-        if project is not None:
-            return project
-    marker = f"{PROJECT_MARKER} {dataset_key(dataset)}"
-    matches = sorted((p for p in studio.projects() if marker in (p.get("description") or "")), key=lambda p: p["id"])
-    return matches[0] if matches else None
+    return find_project(studio, dataset, state, STATE_KEY, PROJECT_MARKER)
 
 
 def _require_project(studio: Studio, dataset: Dataset, conn: Connection) -> dict[str, Any]:
@@ -171,34 +163,16 @@ def push_ratings(
         settings = dict(label_config=render_ratings_config(legacy_saliency=has_legacy_saliency(project)),
                         maximum_annotations=overlap,
                         overlap_cohort_percentage=100, show_skip_button=True, show_collab_predictions=True)
-        if project is None:
-            project = plain(studio.once(
-                "creating the ratings project", studio.sdk.projects.create,
-                title=f"dvtr ratings · {dataset.config().get('name', dataset.root.name)}"[:50],
-                description=("Ratings: rate each 2-s stretch of another annotator's query windows 0-4. Created by "
-                             f"dvtr-data.\n\n{PROJECT_MARKER} {dataset_key(dataset)}"), **settings,
-            ))
-        else:
-            changes = {k: v for k, v in settings.items() if project.get(k) != v}
-            if changes:
-                studio.call("updating the ratings project", studio.sdk.projects.update, project["id"], **changes)
+        project = upsert_project(
+            studio, dataset, project, kind="ratings", marker=PROJECT_MARKER, settings=settings,
+            summary="Ratings: rate each 2-s stretch of another annotator's query windows 0-4.")
         pid = int(project["id"])
         report = RatingsPushReport(conn.url, pid, created, moments=len(moments))
         log = RunLog(dataset.logs_dir, "annotate-push-ratings")
         try:
             if media_url is None:
-                for fid in sorted({m["flight_id"] for m in moments}):
-                    flight = flights[fid]
-                    src, dst = Path(str(flight.get("source_path") or "")), dataset.root / media_name(flight)
-                    if dst.is_file() and dst.stat().st_size == flight.get("size_bytes"):
-                        continue
-                    if not src.is_file():
-                        report.missing_videos.append(str(src))
-                        continue
-                    place_media(src, dst, "link")
-                    report.media_placed += 1
-                (dataset.root / MEDIA_DIR).mkdir(parents=True, exist_ok=True)
-                ensure_storage(studio, pid, dataset.root / MEDIA_DIR)
+                place_flight_videos(studio, dataset, pid, [flights[fid] for fid in sorted({m["flight_id"] for m in moments})],
+                                    MEDIA_DIR, media_name, report)
             prefix = media_url if media_url is not None else LOCAL_FILES_PREFIX
             existing = {str((t.get("data") or {}).get("moment_id")) for t in studio.tasks(pid)}
             todo = []
@@ -312,25 +286,9 @@ def pull_ratings(dataset_dir: Path, conn: Connection, *, say: Say = _quiet, stud
                 key = (row["moment_id"], row["rater"])
                 report.superseded += int(key in fresh)
                 fresh[key] = row  # annotations in id order: a rater's latest wins
-        merged = []
-        for row in dataset.read_table(TABLE).to_pylist():
-            key = (row["moment_id"], row["rater"])
-            if key in fresh:
-                report.rows_updated += 1
-                continue
-            if row.get("ls_project_id") == pid:
-                if DELETED_FLAG not in (row["flags"] or []):
-                    row["flags"] = [*(row["flags"] or []), DELETED_FLAG]
-                row["accepted"] = False
-                report.kept_deleted += 1
-            merged.append(row)
-        report.rows_new = len(fresh) - report.rows_updated
-        merged.extend(sorted(fresh.values(), key=lambda r: (r["ls_task_id"], r["ls_annotation_id"])))
+        merged = merge_pulled(dataset.read_table(TABLE).to_pylist(), fresh, lambda r: (r["moment_id"], r["rater"]),
+                              pid, report)
         dataset.write_table(TABLE, merged)
-        for row in fresh.values():
-            report.accepted += int(row["accepted"])
-            for flag in row["flags"]:
-                report.flags[flag] = report.flags.get(flag, 0) + 1
         say(f"ratings: {report.rows_new} new, {report.rows_updated} updated, {report.kept_deleted} kept as deleted")
     return report
 

@@ -149,7 +149,7 @@ def test_own_query_and_a_second_submission_by_one_rater(rated):
     pulled = R.pull_ratings(ds.root, LOCAL, studio=studio)
     assert pulled.kept_deleted == 1
     kept = {(r["moment_id"], r["rater"]): r for r in ds.read_table("moment_ratings").to_pylist()}[(mid, sim(3))]
-    assert R.DELETED_FLAG in kept["flags"] and not kept["accepted"]
+    assert "deleted_in_labelstudio" in kept["flags"] and not kept["accepted"]
 
 
 def test_rater_columns_skip_a_rater_already_counted():

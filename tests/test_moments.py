@@ -166,7 +166,7 @@ def test_rerun_and_deleted_annotation(annotated):
     assert (pulled.rows_new, pulled.rows_updated, pulled.kept_deleted) == (0, 6, 1)
     rows = {r["moment_id"]: r for r in ds.read_table("moments").to_pylist()}
     kept = next(r for r in rows.values() if r["ls_annotation_id"] == gone)
-    assert M.DELETED_FLAG in kept["flags"] and not kept["accepted"] and len(rows) == 7
+    assert "deleted_in_labelstudio" in kept["flags"] and not kept["accepted"] and len(rows) == 7
 
 
 def test_human_annotation_without_window_is_not_accepted(tmp_path):
