@@ -147,23 +147,45 @@ def ingest_once(flights: Path, out: Path, executor) -> float:
 
 
 def precaption_once(src: Path, out: Path, model: str, **config) -> float:
+    """One precaption run in a fresh process, timed from its start to its exit, as a user runs the command: the
+    local run imports torch and open_clip in its driver as the Ray run does in its model actor (a run inside this
+    already-warm process would hand the local executor those seconds). A Ray run joins this process's cluster."""
+    import json
     import shutil
-
-    from dvtr_data.precaption.encoder import ModelSpec
-    from dvtr_data.precaption.stage import PrecaptionConfig, precaption
+    import subprocess
 
     if out.exists():
         shutil.rmtree(out)
     shutil.copytree(src, out)
-    cfg = PrecaptionConfig(model=ModelSpec(model, "none", device="cpu"), top_tags=0, force=True, **config)
-    seconds, report = timed(precaption, out, cfg)
-    if not report.ok:  # type: ignore[attr-defined]
-        raise SystemExit(f"precaption failed: {report.errors}")  # type: ignore[attr-defined]
-    parts = report.seconds  # type: ignore[attr-defined]
+    if config.get("executor") == "ray":
+        import ray
+
+        config["ray_address"] = ray.get_runtime_context().gcs_address
+    job = json.dumps({"out": str(out), "model": model, "config": config})
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, __file__, "--precaption-child", job], capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if done.returncode:
+        raise SystemExit(f"precaption failed: {done.stderr[-2000:]}")
+    parts = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"    model load {parts['model_load']:.1f} s (on Ray: the actor's start), clips {parts['clip_embed']:.1f} s",
           flush=True)
     PARTS.setdefault(str(config.get("executor", "local")), []).append(parts["clip_embed"])
     return seconds
+
+
+def precaption_child(job: str) -> None:
+    import json
+
+    from dvtr_data.precaption.encoder import ModelSpec
+    from dvtr_data.precaption.stage import PrecaptionConfig, precaption
+
+    spec = json.loads(job)
+    cfg = PrecaptionConfig(model=ModelSpec(spec["model"], "none", device="cpu"), top_tags=0, force=True, **spec["config"])
+    report = precaption(Path(spec["out"]), cfg)
+    if not report.ok:  # type: ignore[attr-defined]
+        raise SystemExit(f"precaption failed: {report.errors}")  # type: ignore[attr-defined]
+    print(json.dumps(report.seconds), flush=True)  # type: ignore[attr-defined]
 
 
 def decode_once(ds, workers: int, slots: Path, repeat: int) -> float:
@@ -186,6 +208,9 @@ def decode_once(ds, workers: int, slots: Path, repeat: int) -> float:
 
 
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--precaption-child":
+        precaption_child(sys.argv[2])
+        return
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flights", type=int, default=12)
     ap.add_argument("--seconds", type=float, default=30.0, help="length of each generated flight")
@@ -197,6 +222,7 @@ def main() -> None:
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--skip-scaling", action="store_true")
     ap.add_argument("--skip-precaption", action="store_true", help="(a) for ingest only")
+    ap.add_argument("--skip-ingest", action="store_true", help="(a) for precaption only")
     args = ap.parse_args()
     sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import executors` in main and in workers
 
@@ -235,10 +261,11 @@ def main() -> None:
                 if "ray start" not in best:
                     keep("ray start", timed(ensure_ray, None, num_cpus=args.cores)[0])
                 run += 1
-                keep("ingest local", ingest_once(flights, root / f"ds-{run}-local",
-                                                 ProcessExecutor(workers=args.cores)))
-                keep("ingest ray", ingest_once(flights, root / f"ds-{run}-ray",
-                                               RayExecutor(max_in_flight=2 * args.cores)))
+                if not args.skip_ingest:
+                    keep("ingest local", ingest_once(flights, root / f"ds-{run}-local",
+                                                     ProcessExecutor(workers=args.cores)))
+                    keep("ingest ray", ingest_once(flights, root / f"ds-{run}-ray",
+                                                   RayExecutor(max_in_flight=2 * args.cores)))
                 if not args.skip_precaption:
                     keep("precaption local", precaption_once(ds_clips.root, root / "pc-local", args.model,
                                                              workers=args.cores))
@@ -256,7 +283,7 @@ def main() -> None:
                     keep(f"decode {workers} pinned", decode_once(ds_clips, workers, slots, args.decode_repeat))
 
         print("\nratios (best of each, measured in this run):")
-        if not args.skip_ray:
+        if not args.skip_ray and not args.skip_ingest:
             print(f"  (a) ingest     ray / local   {best['ingest ray'] / best['ingest local']:.2f}   (aim <= 1.15)")
             print(f"      (Ray cluster start {best['ray start']:.1f} s, not included)")
         if not args.skip_ray and not args.skip_precaption:
