@@ -14,7 +14,9 @@ callable of the baseline engine and of the caption-bank embedding; `Reporter.hea
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -134,3 +136,22 @@ def as_reporter(reporter: Reporter | Sink | None, stage: str) -> Reporter:
 
 
 NULL = Reporter()
+
+
+class _DropRootWarnings(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR
+
+
+@contextlib.contextmanager
+def quiet_root_warnings() -> Iterator[None]:
+    """Drop warnings logged through the root logger meanwhile: open_clip says "No pretrained weights loaded ...
+    Model initialized randomly" there, in its own words beside ours; the model's identity (``random-s0``) and
+    our own line already say it, once."""
+    root = logging.getLogger()
+    quiet = _DropRootWarnings()
+    root.addFilter(quiet)
+    try:
+        yield
+    finally:
+        root.removeFilter(quiet)

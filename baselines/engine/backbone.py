@@ -22,6 +22,7 @@ from open_clip.model import CLIP
 
 from dvtr_data.errors import InputError, ModelError
 from dvtr_data.hashing import sha256_file
+from dvtr_data.reporting import quiet_root_warnings
 
 from .config import BackboneConfig, DataConfig
 
@@ -117,7 +118,7 @@ def load_clip(cfg: BackboneConfig) -> CLIP:
     state: dict[str, torch.Tensor] | None = None
     if cfg.checkpoint:
         state = _read_state_dict(Path(cfg.checkpoint).expanduser())
-    with _seeded(cfg.init_seed):
+    with _seeded(cfg.init_seed), quiet_root_warnings():
         if cfg.model_cfg is not None:
             try:
                 clip = CLIP(**cfg.model_cfg)

@@ -16,7 +16,6 @@ import contextlib
 import difflib
 import hashlib
 import json
-import logging
 import os
 import re
 import socket
@@ -32,6 +31,7 @@ import numpy as np
 from dvtr_data.errors import ModelError, UsageError
 from dvtr_data.hashing import sha256_file
 from dvtr_data.precaption.sampling import FrameGeometry
+from dvtr_data.reporting import quiet_root_warnings
 
 PRECISIONS = ("fp32", "fp16", "bf16", "amp", "amp_bf16")
 RANDOM_WEIGHTS = ("none", "random")
@@ -235,23 +235,6 @@ def resolve_tag_weights(arch: str, tag: str, cache_dir: Path | None = None) -> t
 def _config_hash(model_cfg: dict[str, Any], overrides: dict[str, Any]) -> str:
     blob = json.dumps({"model_cfg": model_cfg, "overrides": overrides}, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-class _DropRootWarnings(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return record.levelno >= logging.ERROR
-
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    """open_clip logs through the root logger ("initialized randomly" and the like); the identity says it better."""
-    root = logging.getLogger()
-    quiet = _DropRootWarnings()
-    root.addFilter(quiet)
-    try:
-        yield
-    finally:
-        root.removeFilter(quiet)
 
 
 def _pick_device(device: str) -> str:
@@ -500,7 +483,7 @@ def build_encoder(plan: EncoderPlan) -> ClipEncoder:
     spec, arch, weights_file = plan.spec, plan.arch, plan.weights_file
     open_clip_precision = "fp32" if spec.precision.startswith("amp") else spec.precision
     try:
-        with torch.random.fork_rng(devices=[]), _quiet_root_logger():
+        with torch.random.fork_rng(devices=[]), quiet_root_warnings():
             torch.manual_seed(spec.seed)  # random weights are reproducible, so their identity is honest
             model = open_clip.create_model(
                 arch, pretrained=weights_file, precision=open_clip_precision, device=plan.device,
