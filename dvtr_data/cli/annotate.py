@@ -137,9 +137,13 @@ def push_cmd(
 
     With --task moments: the moments project, a task per flight segment (whole flights up to 150 s).
 
-    Drafts are never pre-filled: each is one click away ("start from: draft N"); drafts of a model with random
-    weights are marked as noise. Re-running imports only new clips, never duplicates a task, and rewrites the
-    drafts of tasks whose drafts changed.
+    With --task ratings: the rating round, a task per accepted moment, --overlap raters each (default 2).
+
+    Drafts are never pre-filled: a click on "draft N" puts draft N's text in the box to edit.
+
+    Drafts of a model with random weights are marked as noise and offered to no box.
+
+    Re-running imports only new clips, never duplicates a task, and rewrites the drafts of tasks whose drafts changed.
 
     Example: [bold]dvtr-data annotate push --dataset my-dataset --captions-per-task 1 --overlap 5[/]
     """

@@ -24,6 +24,7 @@ from dvtr_data.cli.common import (
     err,
     out,
     progress_bars,
+    reflow_help,
 )
 from dvtr_data.errors import EXIT_CODES, PartialFailure
 from dvtr_data.ingest.stage import STALL_TIMEOUT, IngestConfig, check_run_options
@@ -235,6 +236,7 @@ def _register_stage_commands() -> None:
 
 
 _register_stage_commands()
+reflow_help(app)
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ Kept apart from `cli.py` (which assembles the app) so that command modules can i
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -171,3 +172,28 @@ def progress_bars(stage: str = "") -> Iterator[Reporter]:
     """``with progress_bars("split") as reporter: split(..., reporter=reporter)``."""
     with ProgressBars() as bars:
         yield bars.reporter(stage)
+
+
+def reflow_paragraphs(text: str) -> str:
+    """Join each paragraph's lines: Typer's rich help keeps a docstring's line breaks, so a paragraph wrapped at
+    the source's 110 columns came out broken mid-sentence in an 80- or 100-column terminal."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
+def reflow_help(app: typer.Typer) -> None:
+    """Reflow the docstrings of every command and group callback of ``app``, recursively (read when Typer builds
+    the click commands, so this runs once after registration)."""
+
+    def fix(fn: Any) -> None:
+        if fn is not None and fn.__doc__:
+            fn.__doc__ = reflow_paragraphs(fn.__doc__)
+
+    for info in app.registered_commands:
+        fix(info.callback)
+    if app.registered_callback is not None:
+        fix(app.registered_callback.callback)
+    for group in app.registered_groups:
+        fix(group.callback)
+        if group.typer_instance is not None:
+            reflow_help(group.typer_instance)
