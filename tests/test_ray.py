@@ -217,6 +217,27 @@ def test_precaption_on_ray_writes_the_same_tables_as_locally(ray_cluster, tmp_pa
     assert (again.clips_skipped, again.clips_embedded) == (len(colours), 0)
 
 
+def test_a_planned_open_clip_model_on_ray_starts_early_and_embeds_as_locally(ray_cluster, tmp_path):
+    """A model named by spec (not handed in) is built by the actors themselves, started before the driver plans
+    it: the same identity and, with the same seeded random weights, the same embeddings as the local run."""
+    from dvtr_data.precaption.encoder import ModelSpec
+
+    colours = ["red", "green", "blue"]
+    make_dataset(tmp_path / "local", colours)
+    shutil.copytree(tmp_path / "local", tmp_path / "ray")
+    base: dict[str, Any] = {"banks": (str(_bank(tmp_path)),), "top_k": 1, "batch_size": 12, "workers": 1,
+                            "top_tags": 0, "model": ModelSpec("ViT-S-32-alt", "none", device="cpu")}
+    local = precaption(tmp_path / "local", PrecaptionConfig(**base))
+    on_ray = precaption(tmp_path / "ray", PrecaptionConfig(**base, executor="ray"))
+    assert local.ok and on_ray.ok and local.model == on_ray.model == "ViT-S-32-alt/random-s0"
+    name = next((tmp_path / "local" / "embeddings").glob("*.parquet")).name
+    emb_a = pq.read_table(tmp_path / "local" / "embeddings" / name).to_pylist()
+    emb_b = pq.read_table(tmp_path / "ray" / "embeddings" / name).to_pylist()
+    assert [r["clip_id"] for r in emb_a] == [r["clip_id"] for r in emb_b]
+    for a, b in zip(emb_a, emb_b, strict=True):
+        assert max(abs(x - y) for x, y in zip(a["clip_embedding"], b["clip_embedding"], strict=True)) < 1e-5
+
+
 @pytest.mark.parametrize("engine", ["local", "ray"])
 def test_a_hung_decoder_in_precaption_is_an_error_row_and_the_rest_are_embedded(ray_cluster, tmp_path, engine):
     ds = make_dataset(tmp_path / "ds", ["red", "green", "blue"])

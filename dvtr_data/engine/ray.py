@@ -309,7 +309,8 @@ class ModelPool:
     device: Any
 
     def __init__(self, factory: Any, *, size: int | None = None, num_cpus: float = 0.0,
-                 num_gpus: float | None = None, address: str | None = None, threads: int | None = None) -> None:
+                 num_gpus: float | None = None, address: str | None = None, threads: int | None = None,
+                 wait: bool = True) -> None:
         ray = ensure_ray(address)
         self.ray = ray
         if not callable(factory) or hasattr(factory, "encode_frames"):
@@ -326,8 +327,18 @@ class ModelPool:
         self.actors = [actor.remote(factory, threads) for _ in range(size)]
         self.pipeline_depth = size + 1
         self._next = 0
-        for name, value in ray.get(self.actors[0].attrs.remote(list(self.ATTRS))).items():
-            setattr(self, name, value)
+        self._attrs: Any = self.actors[0].attrs.remote(list(self.ATTRS))
+        if wait:
+            self.ready()
+
+    def ready(self) -> ModelPool:
+        """Wait until the first actor holds its model (``wait=False`` starts the actors and returns at once, so a
+        caller can plan its work meanwhile: an actor's start is a fresh process importing torch, seconds)."""
+        if self._attrs is not None:
+            for name, value in self.ray.get(self._attrs).items():
+                setattr(self, name, value)
+            self._attrs = None
+        return self
 
     def _actor(self) -> Any:
         self._next = (self._next + 1) % len(self.actors)

@@ -302,7 +302,10 @@ class ClipEncoder:
         """uint8 ``(B, H, W, 3)`` -> the normalised ``(B, 3, H, W)`` tensor on the device."""
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(frames))
+        array = np.ascontiguousarray(frames)
+        if not array.flags.writeable:  # read-only frames (from Ray's object store): torch wants its own buffer
+            array = array.copy()
+        x = torch.from_numpy(array)
         if self.device.type == "cuda":
             x = x.pin_memory().to(self.device, non_blocking=True)
         x = x.permute(0, 3, 1, 2).float()
@@ -473,6 +476,11 @@ def plan_encoder(spec: ModelSpec) -> EncoderPlan:
     geometry = FrameGeometry((int(size[0]), int(size[1])),
                              overrides.get("force_preprocess_cfg", {}).get("resize_mode", "shortest"))
     return EncoderPlan(spec, arch, device, weights_file, overrides, identity, geometry)
+
+
+def build_planned_encoder(spec: ModelSpec) -> ClipEncoder:
+    """Plan and build in one call: what a Ray model actor runs, so that it can start before the driver plans."""
+    return build_encoder(plan_encoder(spec))
 
 
 def build_encoder(plan: EncoderPlan) -> ClipEncoder:
