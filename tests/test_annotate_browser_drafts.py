@@ -10,7 +10,6 @@ One server for the module (cold start 45-130 s on two cores); skips when the ser
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +24,10 @@ from dvtr_data.annotation.pull import pull
 from dvtr_data.annotation.push import push
 from dvtr_data.annotation.status import annotation_status
 from dvtr_data.dataset import Dataset
+from dvtr_data.testing.browser import CHROMIUM, free_port, require_browser_and_labelstudio
 
 pytestmark = [pytest.mark.labelstudio, pytest.mark.browser, pytest.mark.timeout(900)]
 
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 MODEL = "ViT-B-32/openai"  # a trained model's name: its drafts are offered to start from
 HOSTILE = 'Houses <img src=x onerror="window.__xss=1"> & "roads" </textarea><script>window.__xss=2</script>'
@@ -41,12 +40,6 @@ class Live:
     project_id: int
     drafts: dict[str, list[str]]  # clip id -> its drafts, best first
     tasks: dict[str, int]  # clip id -> task id
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _write_drafts(ds: Dataset) -> dict[str, list[str]]:
@@ -67,13 +60,7 @@ def _write_drafts(ds: Dataset) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    if not CHROMIUM.is_file():
-        pytest.skip("Chromium is not installed (run annotation/install_browser.sh)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this environment")
-    try:
-        server.ensure_venv()
-    except Exception as exc:  # any failure to build the env means the server cannot run here
-        pytest.skip(f"the Label Studio server cannot run here: its environment could not be created ({exc})")
+    require_browser_and_labelstudio()
     from dvtr_data.ingest import IngestConfig, ingest
     from dvtr_data.ingest.windows import WindowRule
     from dvtr_data.synth import generate
@@ -84,7 +71,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     assert report.ok
     ds = Dataset(root / "ds")
     drafts = _write_drafts(ds)
-    info, proc = server.start_server(ds.root, port=_free_port(), timeout_s=300.0)
+    info, proc = server.start_server(ds.root, port=free_port(), timeout_s=300.0)
     assert proc is not None
     try:
         conn = resolve_connection(ds)

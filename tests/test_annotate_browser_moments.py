@@ -11,7 +11,6 @@ One server for the module (cold start 45-130 s on two cores); skips when the ser
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,10 +30,12 @@ from dvtr_data.testing.browser import (
     VIEWPORT,
     draw_span,
     drawn_frames,
+    free_port,
     lifespans,
     log_in,
     make_browser_moments_dataset,
     rect,
+    require_browser_and_labelstudio,
     timeline,
     wait_for_annotation,
 )
@@ -56,23 +57,11 @@ class Live:
     moments_project: int
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    if not CHROMIUM.is_file():
-        pytest.skip("Chromium is not installed (run annotation/install_browser.sh)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this environment")
-    try:
-        server.ensure_venv()
-    except Exception as exc:  # any failure to build the env means the server cannot run here
-        pytest.skip(f"the Label Studio server cannot run here: its environment could not be created ({exc})")
+    require_browser_and_labelstudio()
     ds = make_browser_moments_dataset(tmp_path_factory.mktemp("moments-browser") / "ds")
-    info, proc = server.start_server(ds.root, port=_free_port(), timeout_s=300.0)
+    info, proc = server.start_server(ds.root, port=free_port(), timeout_s=300.0)
     assert proc is not None
     try:
         conn = resolve_connection(ds)

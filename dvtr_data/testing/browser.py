@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +75,28 @@ def make_browser_moments_dataset(root: Path) -> Dataset:
         flights.append(row)
     ds.write_table("flights", flights)
     return ds
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the browser tests each start their own server)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def require_browser_and_labelstudio() -> None:
+    """Skip (with the reason) unless Chromium, Playwright and Label Studio's environment are all here."""
+    import pytest
+
+    from dvtr_data.annotation import server
+
+    if not CHROMIUM.is_file():
+        pytest.skip("Chromium is not installed (run annotation/install_browser.sh)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed in this environment")
+    try:
+        server.ensure_venv()
+    except Exception as exc:  # any failure to build the env means the server cannot run here
+        pytest.skip(f"the Label Studio server cannot run here: its environment could not be created ({exc})")
 
 
 def log_in(page: Any, url: str, email: str, password: str) -> None:
