@@ -42,10 +42,16 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched
+from dvtr_data.annotation.client import AnnotationState, Connection, Studio
 from dvtr_data.annotation.labeling import _clock, _environment
-from dvtr_data.annotation.projects import find_project, merge_pulled, place_flight_videos, upsert_project
-from dvtr_data.annotation.pull import SIMULATED_DOMAIN, _time, is_simulated
+from dvtr_data.annotation.projects import (
+    find_project,
+    import_tasks,
+    merge_pulled,
+    place_flight_videos,
+    upsert_project,
+)
+from dvtr_data.annotation.pull import SIMULATED_DOMAIN, _time, annotator_of, completed_by_id, is_simulated
 from dvtr_data.annotation.push import LOCAL_FILES_PREFIX
 from dvtr_data.annotation.simulate import ensure_simulated_users, simulated_email
 from dvtr_data.dataset import Dataset
@@ -246,11 +252,7 @@ def push_moments(
                     "duration_s": float(f["duration_s"]),
                     "header": segment_header(f["file_name"], t["start_s"], t["end_s"], float(f["duration_s"])),
                 }})
-            for batch in batched(todo, 100):
-                studio.once("importing moment tasks", studio.sdk.projects.import_tasks, pid, request=batch,
-                            return_task_ids=True)
-                report.tasks_created += len(batch)
-                say(f"imported {report.tasks_created} of {len(todo)} new moment task(s)")
+            report.tasks_created += import_tasks(studio, pid, todo, "moment", say)
             srv = state.server(conn.state_key)
             srv[STATE_KEY] = {"project_id": pid, "overlap": overlap}
             state.save()
@@ -344,10 +346,7 @@ def moment_row(task: dict[str, Any], annotation: dict[str, Any], *, project_id: 
             a, b = frames_to_seconds(s, e, fps)
             painted.append((a, b, SALIENCY_LABELS[label]))
     cells, scores = cell_scores(windows, painted, seg_start, seg_end) if windows else ([], [])
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("id")
-    annotator = (emails.get(int(who)) or f"user-{who}") if who is not None else None
+    annotator = annotator_of(annotation, emails)
     cancelled = bool(annotation.get("was_cancelled"))
     flags = []
     if not query:
@@ -499,8 +498,7 @@ def simulate_moments(
         users = ensure_simulated_users(studio, max((len(m) for _, m in plans), default=0))
         for task, moments in plans:
             data = task["data"]
-            done_by = {a.get("completed_by") if not isinstance(a.get("completed_by"), dict)
-                       else a["completed_by"].get("id") for a in task.get("annotations") or []}
+            done_by = {completed_by_id(a) for a in task.get("annotations") or []}
             for n, m in enumerate(moments):
                 if users[n] in done_by:
                     report.annotations_existing += 1

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dvtr_data.annotation.checks import DELETED_FLAG
-from dvtr_data.annotation.client import AnnotationState, Studio, plain
+from dvtr_data.annotation.client import AnnotationState, Studio, batched, plain
 from dvtr_data.annotation.push import dataset_key, ensure_storage
 from dvtr_data.dataset import Dataset
 from dvtr_data.media import place_media
@@ -105,3 +105,15 @@ def merge_pulled(old: list[dict[str, Any]], fresh: dict[Any, dict[str, Any]], ke
         for flag in row["flags"]:
             counts.flags[flag] = counts.flags.get(flag, 0) + 1
     return merged
+
+
+def import_tasks(studio: Studio, project_id: int, todo: list[dict[str, Any]], kind: str,
+                 say: Callable[[str], None]) -> int:
+    """Import ``todo`` in batches of 100, saying progress after each; returns how many were imported."""
+    done = 0
+    for batch in batched(todo, 100):
+        studio.once(f"importing {kind} tasks", studio.sdk.projects.import_tasks, project_id, request=batch,
+                    return_task_ids=True)
+        done += len(batch)
+        say(f"imported {done} of {len(todo)} new {kind} task(s)")
+    return done

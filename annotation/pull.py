@@ -67,6 +67,20 @@ def is_simulated(annotator: str | None) -> bool:
     return annotator is not None and annotator.endswith("@" + SIMULATED_DOMAIN)
 
 
+def completed_by_id(annotation: dict[str, Any]) -> int | None:
+    """The Label Studio user id of an annotation (some exports expand the user into an object)."""
+    who = annotation.get("completed_by")
+    if isinstance(who, dict):
+        who = who.get("id")
+    return int(who) if who is not None else None
+
+
+def annotator_of(annotation: dict[str, Any], emails: dict[int, str]) -> str | None:
+    """Who submitted an annotation: their e-mail, else ``user-<id>`` (a user deleted since), else None."""
+    who = completed_by_id(annotation)
+    return (emails.get(who) or f"user-{who}") if who is not None else None
+
+
 def _time(value: Any) -> datetime | None:
     if not value:
         return None
@@ -158,11 +172,7 @@ def annotation_rows(
     else:
         slots = list(range(max([areas, *(s + 1 for s in texts)])))
         status = "submitted"
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):  # some exports expand the user
-        who = who.get("id")
-    annotator = emails.get(int(who)) if who is not None else None
-    annotator = annotator or (f"user-{who}" if who is not None else None)
+    annotator = annotator_of(annotation, emails)
     created, updated = _time(annotation.get("created_at")), _time(annotation.get("updated_at"))
     qc = _choices(result, labeling.QC)
     categories = _choices(result, labeling.CATEGORY)

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched
+from dvtr_data.annotation.client import AnnotationState, Connection, Studio
 from dvtr_data.annotation.labeling import _clock, _environment
 from dvtr_data.annotation.moments import (
     MEDIA_DIR,
@@ -49,8 +49,14 @@ from dvtr_data.annotation.moments import (
     segment_header,
     truth_moments,
 )
-from dvtr_data.annotation.projects import find_project, merge_pulled, place_flight_videos, upsert_project
-from dvtr_data.annotation.pull import _time, is_simulated
+from dvtr_data.annotation.projects import (
+    find_project,
+    import_tasks,
+    merge_pulled,
+    place_flight_videos,
+    upsert_project,
+)
+from dvtr_data.annotation.pull import _time, annotator_of, completed_by_id, is_simulated
 from dvtr_data.annotation.push import LOCAL_FILES_PREFIX
 from dvtr_data.annotation.simulate import ensure_simulated_users
 from dvtr_data.dataset import Dataset
@@ -194,11 +200,7 @@ def push_ratings(
                     },
                     "predictions": [windows_prediction(windows, fps)],
                 })
-            for batch in batched(todo, 100):
-                studio.once("importing rating tasks", studio.sdk.projects.import_tasks, pid, request=batch,
-                            return_task_ids=True)
-                report.tasks_created += len(batch)
-                say(f"imported {report.tasks_created} of {len(todo)} new rating task(s)")
+            report.tasks_created += import_tasks(studio, pid, todo, "rating", say)
             if todo and (studio.project(pid) or {}).get("model_version") != PREFILL_VERSION:
                 # the windows' predictions are the ones the page shows (they exist now, so the server accepts it)
                 studio.call("updating the ratings project", studio.sdk.projects.update, pid,
@@ -241,10 +243,7 @@ def rating_row(task: dict[str, Any], annotation: dict[str, Any], *, project_id: 
             painted.append((a, b, SALIENCY_LABELS[label]))
     windows = [[float(a), float(b)] for a, b in data["windows"]]
     cells, scores = cell_scores(windows, painted, seg_start, seg_end)
-    who = annotation.get("completed_by")
-    if isinstance(who, dict):
-        who = who.get("id")
-    rater = (emails.get(int(who)) or f"user-{who}") if who is not None else "unknown"
+    rater = annotator_of(annotation, emails) or "unknown"
     cancelled = bool(annotation.get("was_cancelled"))
     flags = []
     if author is not None and rater == author:
@@ -374,8 +373,7 @@ def simulate_ratings(
         rng = random.Random(seed)
         for task, truth_cells in plans:
             data = task["data"]
-            done_by = {a["completed_by"].get("id") if isinstance(a.get("completed_by"), dict) else a.get("completed_by")
-                       for a in task.get("annotations") or []}
+            done_by = {completed_by_id(a) for a in task.get("annotations") or []}
             raters = [u for u in users if emails.get(u) != data.get("author")][:overlap]
             fps, seg_start = float(data["fps"]), float(data["segment_start_s"])
             names = {v: k for k, v in SALIENCY_LABELS.items()}

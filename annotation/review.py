@@ -26,7 +26,7 @@ from urllib.parse import quote
 
 from dvtr_data.annotation import checks, labeling, reviewed
 from dvtr_data.annotation.client import AnnotationState, Connection, Studio, batched, plain
-from dvtr_data.annotation.pull import DELETED_FLAG, SIMULATED_DOMAIN, _time, is_simulated
+from dvtr_data.annotation.pull import DELETED_FLAG, SIMULATED_DOMAIN, _time, annotator_of, is_simulated
 from dvtr_data.annotation.pull import WRITER as CAPTION_WRITER
 from dvtr_data.annotation.push import BATCH, LOCAL_FILES_PREFIX, dataset_key, ensure_storage, project_title
 from dvtr_data.dataset import Dataset
@@ -319,11 +319,7 @@ def _pull_locked(
             if ann.get("was_cancelled"):
                 report.skipped += 1
                 continue
-            who = ann.get("completed_by")
-            if isinstance(who, dict):
-                who = who.get("id")
-            reviewer = emails.get(int(who)) if who is not None else None
-            reviewer = reviewer or (f"user-{who}" if who is not None else "?")
+            reviewer = annotator_of(ann, emails) or "?"
             author = original["annotator"] or data.get("author")
             if author and reviewer == author:
                 report.self_reviews.append((str(cid), reviewer))

@@ -17,7 +17,7 @@ from typing import Any
 
 from dvtr_data.annotation import labeling
 from dvtr_data.annotation.client import AnnotationState, Connection, Studio, plain
-from dvtr_data.annotation.pull import SIMULATED_DOMAIN
+from dvtr_data.annotation.pull import SIMULATED_DOMAIN, completed_by_id
 from dvtr_data.annotation.push import find_project
 from dvtr_data.dataset import Dataset
 from dvtr_data.errors import DatasetError, ServiceError
@@ -99,7 +99,7 @@ def simulate(
             report.clips_with_truth = len(tasks)
             for task in tasks:
                 texts = truth[task["data"]["clip_id"]]
-                done_by = {_user_id(a.get("completed_by")) for a in task.get("annotations") or []}
+                done_by = {completed_by_id(a) for a in task.get("annotations") or []}
                 model_preds = [p for p in task.get("predictions") or [] if isinstance(p, dict)
                                and p.get("model_version") == project.get("model_version")]
                 for n, user_id in enumerate(users):
@@ -134,9 +134,3 @@ def simulate(
             log.write("summary", created=report.annotations_created, existing=report.annotations_existing)
             log.close()
     return report
-
-
-def _user_id(value: Any) -> int | None:
-    if isinstance(value, dict):
-        value = value.get("id")
-    return int(value) if value is not None else None
